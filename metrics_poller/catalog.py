@@ -1,0 +1,250 @@
+"""The metric catalogue: every Azure OpenAI and PTU metric, its field name, and the request groups.
+
+Facts from `shared/reference/azure-monitor.md` §9 and `elastic-compat.md` §4–§7. A request group is a
+set of metrics that share one dimension set and one aggregation list, because one Azure call carries one
+filter and one aggregation list (a dimension a metric lacks, or an aggregation it does not support, is a
+400 for the whole call).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import cache
+
+NAMESPACE = "Microsoft.CognitiveServices/accounts"
+
+# Azure aggregation name → document suffix (elastic-compat.md §4).
+AGGREGATION_SUFFIX: dict[str, str] = {
+    "Average": "avg",
+    "Minimum": "min",
+    "Maximum": "max",
+    "Total": "total",
+    "Count": "count",
+}
+# Azure aggregation name → key in the response's data points.
+AGGREGATION_KEY: dict[str, str] = {
+    "Average": "average",
+    "Minimum": "minimum",
+    "Maximum": "maximum",
+    "Total": "total",
+    "Count": "count",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class MetricSpec:
+    """One Azure metric: REST name, document field stem, unit, offered aggregations and dimensions."""
+
+    name: str
+    field: str
+    unit: str
+    aggregations: tuple[str, ...]
+    dimensions: tuple[str, ...]
+    official: bool = False  # one of the fields Elastic's azure_openai integration maps
+
+    def es_type(self, aggregation: str) -> str:
+        """Mapping type of `azure.open_ai.<field>.<suffix>`: counts are long, anything that can be
+        fractional is float (a long field would silently truncate 0.5)."""
+        if aggregation == "Count":
+            return "long"
+        if aggregation == "Total" and self.unit == "Count" and self.name not in FRACTIONAL_TOTALS:
+            return "long"
+        return "float"
+
+
+@dataclass(frozen=True, slots=True)
+class MetricGroup:
+    """Metrics fetched together: one filter (every dimension split with `eq '*'`) and one aggregation list."""
+
+    name: str
+    metrics: tuple[MetricSpec, ...]
+    aggregations: tuple[str, ...]
+    dimensions: tuple[str, ...]
+
+    @property
+    def metric_names(self) -> tuple[str, ...]:
+        return tuple(m.name for m in self.metrics)
+
+
+# Totals of "Count"-unit metrics that are not whole numbers.
+FRACTIONAL_TOTALS = frozenset({"FineTunedTrainingHours", "RealtimeUsageTime"})
+
+STATS = ("Average", "Minimum", "Maximum")
+TOTAL = ("Total",)
+
+REQUEST_DIMENSIONS = (
+    "ApiName",
+    "OperationName",
+    "Region",
+    "StreamType",
+    "ModelDeploymentName",
+    "ModelName",
+    "ModelVersion",
+    "StatusCode",
+)
+REQUEST_DIMENSIONS_ALL = (*REQUEST_DIMENSIONS, "IsSpillover", "ServiceTierRequest", "ServiceTierResponse")
+AVAILABILITY_DIMENSIONS = tuple(d for d in REQUEST_DIMENSIONS if d != "StatusCode")
+TOKEN_DIMENSIONS = ("ApiName", "ModelDeploymentName", "FeatureName", "UsageChannel", "Region", "ModelVersion")
+FINE_TUNING_DIMENSIONS = ("ApiName", "ModelDeploymentName", "FeatureName", "UsageChannel", "Region")
+MODEL_DIMENSIONS = ("Region", "ModelDeploymentName", "ModelName", "ModelVersion")
+UTILIZATION_DIMENSIONS = ("Region", "StreamType", "ModelDeploymentName", "ModelName", "ModelVersion")
+REALTIME_DIMENSIONS = ("Region", "ModelDeploymentName")
+RAI_DIMENSIONS = ("Region", "ModelDeploymentName", "ModelName", "ModelVersion", "ApiName")
+
+_M = MetricSpec
+METRICS: tuple[MetricSpec, ...] = (
+    _M("AzureOpenAIRequests", "requests", "Count", TOTAL, REQUEST_DIMENSIONS_ALL, official=True),
+    _M("AzureOpenAITimeToResponse", "time_to_response", "MilliSeconds", STATS, REQUEST_DIMENSIONS, True),
+    _M("AzureOpenAIAvailabilityRate", "availability_rate", "Percent", STATS, AVAILABILITY_DIMENSIONS),
+    _M("ProcessedPromptTokens", "processed_prompt_tokens", "Count", TOTAL, TOKEN_DIMENSIONS, official=True),
+    _M("GeneratedTokens", "generated_tokens", "Count", TOTAL, TOKEN_DIMENSIONS, official=True),
+    _M("TokenTransaction", "token_transaction", "Count", TOTAL, TOKEN_DIMENSIONS, official=True),
+    _M("FineTunedTrainingHours", "fine_tuned_training_hours", "Count", TOTAL, FINE_TUNING_DIMENSIONS, True),
+    _M("ActiveTokens", "active_tokens", "Count", (*STATS, "Total"), MODEL_DIMENSIONS, official=True),
+    _M(
+        "AzureOpenAIContextTokensCacheMatchRate",
+        "context_tokens_cache_match_rate",
+        "Percent",
+        STATS,
+        MODEL_DIMENSIONS,
+        official=True,
+    ),
+    _M("AzureOpenAITTLTInMS", "time_to_last_byte", "MilliSeconds", STATS, MODEL_DIMENSIONS),
+    _M("AzureOpenAINormalizedTTFTInMS", "normalized_time_to_first_token", "MilliSeconds", STATS, MODEL_DIMENSIONS),
+    _M("AzureOpenAINormalizedTBTInMS", "normalized_time_between_tokens", "MilliSeconds", STATS, MODEL_DIMENSIONS),
+    _M("AzureOpenAITokenPerSecond", "tokens_per_second", "Count", STATS, MODEL_DIMENSIONS),
+    _M(
+        "AzureOpenAIProvisionedManagedUtilizationV2",
+        "provisioned_managed_utilization_v2",
+        "Percent",
+        STATS,
+        UTILIZATION_DIMENSIONS,
+        official=True,
+    ),
+    _M(
+        "AzureOpenAIProvisionedManagedUtilization",
+        "provisioned_managed_utilization",
+        "Percent",
+        STATS,
+        UTILIZATION_DIMENSIONS,
+    ),
+    _M("AudioPromptTokens", "audio_prompt_tokens", "Count", TOTAL, MODEL_DIMENSIONS),
+    _M("AudioCompletionTokens", "audio_completion_tokens", "Count", TOTAL, MODEL_DIMENSIONS),
+    _M("RealtimeUsageTime", "realtime_usage_time", "Count", TOTAL, REALTIME_DIMENSIONS),
+    _M("RAITotalRequests", "raitotal_requests", "Count", TOTAL, RAI_DIMENSIONS),
+    _M("RAIRejectedRequests", "rairejected_requests", "Count", TOTAL, (*RAI_DIMENSIONS, "TextType", "Category")),
+    _M(
+        "RAIHarmfulRequests",
+        "raiharmful_requests",
+        "Count",
+        TOTAL,
+        (*RAI_DIMENSIONS, "TextType", "Category", "Severity"),
+    ),
+    _M("RAISystemEvent", "raisystem_event", "Unspecified", ("Average",), ("Region", "EventType")),
+)
+METRICS_BY_NAME: dict[str, MetricSpec] = {m.name: m for m in METRICS}
+METRICS_BY_LOWER_NAME: dict[str, MetricSpec] = {m.name.lower(): m for m in METRICS}
+
+
+def _group(name: str, metrics: tuple[str, ...], aggregations: tuple[str, ...]) -> MetricGroup:
+    specs = tuple(METRICS_BY_NAME[m] for m in metrics)
+    dimension_sets = {s.dimensions for s in specs}
+    if len(dimension_sets) != 1:
+        raise AssertionError(f"group {name}: metrics do not share one dimension set")
+    for spec in specs:
+        if not set(aggregations) <= set(spec.aggregations):
+            raise AssertionError(f"group {name}: {spec.name} does not offer {aggregations}")
+    return MetricGroup(name, specs, aggregations, specs[0].dimensions)
+
+
+# Ordered as Elastic's integration orders its groups, newer metrics after.
+GROUPS: tuple[MetricGroup, ...] = (
+    _group("requests", ("AzureOpenAIRequests",), TOTAL),
+    _group("time_to_response", ("AzureOpenAITimeToResponse",), STATS),
+    _group("availability", ("AzureOpenAIAvailabilityRate",), STATS),
+    _group("tokens", ("ProcessedPromptTokens", "GeneratedTokens", "TokenTransaction"), TOTAL),
+    _group("fine_tuning", ("FineTunedTrainingHours",), TOTAL),
+    _group("ptu_tokens_total", ("ActiveTokens", "AudioPromptTokens", "AudioCompletionTokens"), TOTAL),
+    _group(
+        "ptu_tokens_stats",
+        (
+            "ActiveTokens",
+            "AzureOpenAIContextTokensCacheMatchRate",
+            "AzureOpenAITTLTInMS",
+            "AzureOpenAINormalizedTTFTInMS",
+            "AzureOpenAINormalizedTBTInMS",
+            "AzureOpenAITokenPerSecond",
+        ),
+        STATS,
+    ),
+    _group(
+        "ptu_utilization",
+        ("AzureOpenAIProvisionedManagedUtilizationV2", "AzureOpenAIProvisionedManagedUtilization"),
+        STATS,
+    ),
+    _group("realtime", ("RealtimeUsageTime",), TOTAL),
+    _group("rai_total", ("RAITotalRequests",), TOTAL),
+    _group("rai_rejected", ("RAIRejectedRequests",), TOTAL),
+    _group("rai_harmful", ("RAIHarmfulRequests",), TOTAL),
+    _group("rai_system", ("RAISystemEvent",), ("Average",)),
+)
+GROUPS_BY_NAME: dict[str, MetricGroup] = {g.name: g for g in GROUPS}
+
+ALL_DIMENSIONS: tuple[str, ...] = tuple(sorted({d for m in METRICS for d in m.dimensions}))
+
+
+def select_groups(names: list[str] | tuple[str, ...] | None) -> tuple[MetricGroup, ...]:
+    """The configured groups, in catalogue order; all of them when `names` is empty."""
+    if not names:
+        return GROUPS
+    wanted = set(names)
+    return tuple(g for g in GROUPS if g.name in wanted)
+
+
+_CAPITAL_AFTER_LOWER = re.compile(r"(?:[^A-Z_\W])([A-Z])[^A-Z]", re.ASCII)
+
+
+@cache
+def manage_property_name(name: str) -> str:
+    """Metricbeat's `managePropertyName`: the key Metricbeat derives from an Azure metric or dimension.
+
+    The regex matches are non-overlapping, so a capital right after a match is left alone
+    (`TimeToResponse` → `time_toresponse`), exactly as Metricbeat does.
+    """
+    for old, new in ((" ", "_"), ("/", "_per_"), ("\\", "_"), ("_%_", "_pct_"), (":", "_"), ("_-_", "_")):
+        name = name.replace(old, new)
+    name = _CAPITAL_AFTER_LOWER.sub(lambda m: m.group(0)[0] + "_" + m.group(0)[1:].lower(), name)
+    parts = []
+    for part in name.split("."):
+        if part.startswith("_"):
+            part = part[1:]
+        if part.endswith("_"):
+            part = part[:-1]
+        parts.append(part)
+    return "_".join(parts).lower()
+
+
+@cache
+def dimension_key(canonical_name: str) -> str:
+    """Document key under `azure.dimensions` for a canonical Azure dimension name."""
+    return manage_property_name(canonical_name)
+
+
+@cache
+def canonical_dimension(name: str) -> str:
+    """Canonical casing of a dimension name Azure returned lower-cased; unknown names pass through."""
+    return _CANONICAL_DIMENSIONS.get(name.lower(), name)
+
+
+_CANONICAL_DIMENSIONS: dict[str, str] = {d.lower(): d for d in ALL_DIMENSIONS}
+
+
+def field_name(metric: MetricSpec, aggregation: str) -> str:
+    """Full document field of one metric aggregate, e.g. `azure.open_ai.requests.total`."""
+    return f"azure.open_ai.{metric.field}.{AGGREGATION_SUFFIX[aggregation]}"
+
+
+def all_fields() -> dict[str, str]:
+    """Every metric field the catalogue can produce → its Elasticsearch type."""
+    return {field_name(m, a): m.es_type(a) for m in METRICS for a in m.aggregations}

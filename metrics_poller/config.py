@@ -1,0 +1,425 @@
+"""Typed configuration: YAML file + `METRICS_POLLER__A__B` environment overrides, validated once.
+
+Every problem is reported as one line naming the key, the value and what is expected; secrets are
+`SecretStr` so they never print, and each can also be read from a `*_file` key.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from metrics_poller.catalog import GROUPS_BY_NAME
+
+ENV_PREFIX = "METRICS_POLLER__"
+CONFIG_ENV = "METRICS_POLLER_CONFIG"
+DEFAULT_PATHS = (Path("config/poller.yaml"), Path("/etc/metrics-poller/poller.yaml"))
+BASE_PERIOD = 300
+MAX_BACKFILL = 93 * 86400
+GRAINS = {"PT1M": 60, "PT5M": 300, "PT15M": 900, "PT30M": 1800, "PT1H": 3600}
+
+
+class ConfigError(Exception):
+    """A user error in the configuration; `lines` holds one message per problem."""
+
+    def __init__(self, lines: list[str]) -> None:
+        super().__init__("\n".join(lines))
+        self.lines = lines
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
+
+
+def _read_secret_file(path: str | None) -> SecretStr | None:
+    if not path:
+        return None
+    try:
+        return SecretStr(Path(path).read_text(encoding="utf-8").strip())
+    except OSError as exc:
+        raise ValueError(f"cannot read secret file {path}: {exc.strerror}") from None
+
+
+PositiveInt = Annotated[int, Field(gt=0)]
+
+
+class Subscription(_Strict):
+    id: Annotated[str, Field(min_length=1)]
+    resource_groups: list[str] = Field(default_factory=list)
+
+    @field_validator("id")
+    @classmethod
+    def _guid(cls, value: str) -> str:
+        if not re.fullmatch(r"[0-9a-fA-F-]{8,64}", value):
+            raise ValueError("expected a subscription GUID such as 00000000-0000-0000-0000-000000000000")
+        return value
+
+
+class Credential(_Strict):
+    type: Literal[
+        "default", "client_secret", "certificate", "managed_identity", "workload_identity", "azure_cli"
+    ] = "default"
+    tenant_id: str | None = None
+    client_id: str | None = None
+    client_secret: SecretStr | None = None
+    client_secret_file: str | None = None
+    certificate_path: str | None = None
+    certificate_password: SecretStr | None = None
+    certificate_password_file: str | None = None
+    federated_token_file: str | None = None
+
+    @model_validator(mode="after")
+    def _complete(self) -> Credential:
+        secret = self.client_secret or _read_secret_file(self.client_secret_file)
+        password = self.certificate_password or _read_secret_file(self.certificate_password_file)
+        object.__setattr__(self, "client_secret", secret)
+        object.__setattr__(self, "certificate_password", password)
+        if self.type == "client_secret" and not (self.tenant_id and self.client_id and secret):
+            raise ValueError("type client_secret needs tenant_id, client_id and client_secret (or client_secret_file)")
+        if self.type == "certificate" and not (self.tenant_id and self.client_id and self.certificate_path):
+            raise ValueError("type certificate needs tenant_id, client_id and certificate_path")
+        return self
+
+
+class Endpoints(_Strict):
+    resource_manager: str = "https://management.azure.com"
+    metrics: str = "https://{region}.metrics.monitor.azure.com"
+    authority: str = "https://login.microsoftonline.com"
+    resource_manager_audience: str = "https://management.azure.com"
+    metrics_audience: str = "https://metrics.monitor.azure.com"
+
+    @field_validator("resource_manager", "metrics", "authority", "resource_manager_audience", "metrics_audience")
+    @classmethod
+    def _https(cls, value: str) -> str:
+        if not value.startswith("https://"):
+            raise ValueError("expected an https:// URL (bearer tokens are never sent over plain HTTP)")
+        return value.rstrip("/")
+
+
+class Retry(_Strict):
+    attempts: Annotated[int, Field(ge=1, le=20)] = 4
+    backoff_initial: Annotated[float, Field(gt=0)] = 1.0
+    backoff_max: Annotated[float, Field(gt=0)] = 30.0
+    retry_after_cap: Annotated[float, Field(gt=0)] = 60.0
+
+
+class Azure(_Strict):
+    subscriptions: list[Subscription] = Field(default_factory=list)
+    resource_ids: list[str] = Field(default_factory=list)
+    kinds: list[str] = Field(default_factory=lambda: ["OpenAI", "AIServices"])
+    discovery: Literal["arm", "resource_graph"] = "arm"
+    api: Literal["auto", "batch", "arm"] = "auto"
+    concurrency: Annotated[int, Field(ge=1, le=256)] = 16
+    top: Annotated[int, Field(ge=1, le=2_147_483_647)] = 1000
+    top_cap: Annotated[int, Field(ge=1, le=2_147_483_647)] = 100_000
+    refresh_interval: PositiveInt = 600
+    definitions_refresh: PositiveInt = 86400
+    request_timeout: Annotated[float, Field(gt=0)] = 60.0
+    metric_groups: list[str] = Field(default_factory=list)
+    credential: Credential = Field(default_factory=Credential)
+    endpoints: Endpoints = Field(default_factory=Endpoints)
+    ca_bundle: str | None = None
+    verify_tls: bool = True
+    retry: Retry = Field(default_factory=Retry)
+
+    @field_validator("resource_ids")
+    @classmethod
+    def _resource_ids(cls, values: list[str]) -> list[str]:
+        pattern = re.compile(r"/subscriptions/[^/]+/resourceGroups/[^/]+/providers/[^/]+/[^/]+/[^/]+", re.I)
+        for value in values:
+            if not pattern.fullmatch(value):
+                raise ValueError(
+                    f"{value!r} is not an ARM resource id; expected "
+                    "/subscriptions/<id>/resourceGroups/<rg>/providers/Microsoft.CognitiveServices/accounts/<name>"
+                )
+        return values
+
+    @field_validator("metric_groups")
+    @classmethod
+    def _groups(cls, values: list[str]) -> list[str]:
+        unknown = [v for v in values if v not in GROUPS_BY_NAME]
+        if unknown:
+            raise ValueError(f"unknown metric group {unknown[0]!r}; expected some of {', '.join(GROUPS_BY_NAME)}")
+        return values
+
+    @field_validator("ca_bundle")
+    @classmethod
+    def _ca_exists(cls, value: str | None) -> str | None:
+        if value and not Path(value).is_file():
+            raise ValueError(f"no such file {value!r}; expected a PEM CA bundle")
+        return value
+
+    @model_validator(mode="after")
+    def _endpoints(self) -> Azure:
+        if "{region}" not in self.endpoints.metrics:
+            raise ValueError("endpoints.metrics must contain a {region} placeholder")
+        if self.top > self.top_cap:
+            raise ValueError("top must not exceed top_cap")
+        return self
+
+
+class Elasticsearch(_Strict):
+    hosts: list[str] = Field(default_factory=lambda: ["https://localhost:9200"])
+    api_key: SecretStr | None = None
+    api_key_file: str | None = None
+    username: str | None = None
+    password: SecretStr | None = None
+    password_file: str | None = None
+    bearer_token: SecretStr | None = None
+    cloud_id: str | None = None
+    ca_certs: str | None = None
+    verify_certs: bool = True
+    namespace: str = "default"
+    pipeline: str | None = None
+    tsds: bool = False
+    look_back: str = "7d"
+    retention: str | None = None
+    overwrite_templates: bool = False
+    batch_size: Annotated[int, Field(ge=1, le=100_000)] = 5000
+    batch_bytes: Annotated[int, Field(ge=1024)] = 10 * 1024 * 1024
+    concurrency: Annotated[int, Field(ge=1, le=64)] = 2
+    request_timeout: Annotated[float, Field(gt=0)] = 60.0
+    retry_attempts: Annotated[int, Field(ge=1, le=20)] = 5
+    dead_letter_path: str | None = None
+
+    @field_validator("namespace")
+    @classmethod
+    def _namespace(cls, value: str) -> str:
+        if not re.fullmatch(r"[a-z0-9_.]{1,100}", value) or value.startswith((".", "_")):
+            raise ValueError("expected a lower-case data stream namespace of letters, digits, '_' or '.'")
+        return value
+
+    @field_validator("retention", "look_back")
+    @classmethod
+    def _time_value(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"\d+(ms|s|m|h|d)", value):
+            raise ValueError("expected an Elasticsearch time value such as 90d, 12h or 30m")
+        return value
+
+    @model_validator(mode="after")
+    def _secrets(self) -> Elasticsearch:
+        object.__setattr__(self, "api_key", self.api_key or _read_secret_file(self.api_key_file))
+        object.__setattr__(self, "password", self.password or _read_secret_file(self.password_file))
+        if self.password and not self.username:
+            raise ValueError("password is set but username is not")
+        return self
+
+    @property
+    def data_stream(self) -> str:
+        return f"metrics-azure.open_ai-{self.namespace}"
+
+
+class Ndjson(_Strict):
+    path: str = "-"
+
+
+class State(_Strict):
+    backend: Literal["file", "elasticsearch"] = "file"
+    path: str = "state/cursors.json"
+
+
+class Http(_Strict):
+    listen: str | None = "127.0.0.1:9108"
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[^\s:]*:\d{1,5}|\[[0-9a-fA-F:]+\]:\d{1,5}", value):
+            raise ValueError("expected host:port, e.g. 0.0.0.0:9108")
+        return value
+
+
+class Shard(_Strict):
+    index: Annotated[int, Field(ge=0)] | None = None
+    count: Annotated[int, Field(ge=1)] = 1
+
+    @model_validator(mode="after")
+    def _in_range(self) -> Shard:
+        if self.index is not None and self.index >= self.count:
+            raise ValueError(f"shard.index {self.index} must be below shard.count {self.count}")
+        return self
+
+
+class Logging(_Strict):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    format: Literal["auto", "json", "text"] = "auto"
+
+
+class Config(_Strict):
+    period: PositiveInt = 300
+    timegrain: Literal["PT1M", "PT5M", "PT15M", "PT30M", "PT1H"] = "PT1M"
+    latency: Annotated[int, Field(ge=0, le=86400)] = 240
+    initial_lookback: PositiveInt | None = None
+    max_backfill: Annotated[int, Field(gt=0, le=MAX_BACKFILL)] = 86400
+    backfill_step: PositiveInt = 3600
+    cycle_deadline: PositiveInt | None = None
+    output: Literal["elasticsearch", "ndjson"] = "ndjson"
+    azure: Azure = Field(default_factory=Azure)
+    elasticsearch: Elasticsearch = Field(default_factory=Elasticsearch)
+    ndjson: Ndjson = Field(default_factory=Ndjson)
+    state: State = Field(default_factory=State)
+    http: Http = Field(default_factory=Http)
+    shard: Shard = Field(default_factory=Shard)
+    logging: Logging = Field(default_factory=Logging)
+
+    @field_validator("period")
+    @classmethod
+    def _period(cls, value: int) -> int:
+        if value % BASE_PERIOD:
+            raise ValueError(
+                f"expected a positive multiple of {BASE_PERIOD} seconds (Azure OpenAI documents are "
+                "aggregated on 5-minute boundaries, and cycles are aligned to them)"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Config:
+        grain = GRAINS[self.timegrain]
+        if self.period % grain:
+            raise ValueError(f"period {self.period} must be a multiple of the time grain {self.timegrain}")
+        if self.backfill_step % grain:
+            raise ValueError(f"backfill_step must be a multiple of the time grain {self.timegrain}")
+        if self.cycle_deadline is not None and self.cycle_deadline > self.period:
+            raise ValueError("cycle_deadline must not exceed period (cycles never overlap)")
+        return self
+
+    @property
+    def grain_seconds(self) -> int:
+        return GRAINS[self.timegrain]
+
+    @property
+    def deadline_seconds(self) -> float:
+        """Time one cycle may take: inside the period so cycles never overlap."""
+        return float(self.cycle_deadline or max(self.period - 30, int(self.period * 0.9)))
+
+    @property
+    def lookback_seconds(self) -> int:
+        return self.initial_lookback or self.period
+
+
+# --------------------------------------------------------------------------------------------- loading
+
+
+def resolve_path(explicit: str | None, environ: Mapping[str, str] | None = None) -> Path | None:
+    """`--config`, then `$METRICS_POLLER_CONFIG`, then ./config/poller.yaml, then /etc/…; None if none exist."""
+    environ = os.environ if environ is None else environ
+    if explicit:
+        return Path(explicit)
+    if environ.get(CONFIG_ENV):
+        return Path(environ[CONFIG_ENV])
+    for candidate in DEFAULT_PATHS:
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+    """`METRICS_POLLER__AZURE__CONCURRENCY=16` → `{"azure": {"concurrency": 16}}` (values parsed as YAML)."""
+    tree: dict[str, Any] = {}
+    for name, raw in sorted(environ.items()):
+        if not name.startswith(ENV_PREFIX):
+            continue
+        path = [p.lower() for p in name[len(ENV_PREFIX) :].split("__") if p]
+        if not path:
+            continue
+        try:
+            value = yaml.safe_load(raw) if raw != "" else ""
+        except yaml.YAMLError:
+            value = raw
+        # Secret-like values stay strings even when they look like numbers.
+        if isinstance(value, (int, float, bool)) and any(
+            s in path[-1] for s in ("secret", "password", "key", "token", "id")
+        ):
+            value = raw
+        node = tree
+        for part in path[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                child = node[part] = {}
+            node = child
+        node[path[-1]] = value
+    return tree
+
+
+def _merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def format_errors(error: ValidationError) -> list[str]:
+    """One line per problem: `config: <key>: <what is wrong>; got <value>` (secrets never echoed)."""
+    lines = []
+    for item in error.errors(include_url=False):
+        key = ".".join(str(p) for p in item["loc"]) or "(top level)"
+        message = item["msg"].removeprefix("Value error, ").removeprefix("Assertion failed, ")
+        if item["type"] == "extra_forbidden":
+            message = "unknown key (check the spelling against the README's configuration reference)"
+        elif item["type"] == "missing":
+            message = "required key is missing"
+        shown = "" if _is_secret_key(key) or item["type"] in ("extra_forbidden", "missing") else _shown(item)
+        lines.append(f"config: {key}: {message}{shown}")
+    return lines
+
+
+def _is_secret_key(key: str) -> bool:
+    return any(s in key for s in ("secret", "password", "api_key", "token"))
+
+
+def _shown(item: Any) -> str:
+    value = item.get("input")
+    if isinstance(value, (dict, list)) or value is None:
+        return ""
+    text = str(value)
+    if len(text) > 80:
+        text = text[:77] + "..."
+    return f"; got {text!r}"
+
+
+def parse(data: Any, environ: Mapping[str, str] | None = None) -> Config:
+    """Validate a loaded mapping merged with environment overrides; raises `ConfigError`."""
+    environ = os.environ if environ is None else environ
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(["config: (top level): expected a mapping of keys to values"])
+    merged = _merge(data, env_overrides(environ))
+    try:
+        return Config.model_validate(merged)
+    except ValidationError as exc:
+        raise ConfigError(format_errors(exc)) from None
+
+
+def load(path: str | Path | None, environ: Mapping[str, str] | None = None) -> Config:
+    """Read, merge and validate; a missing file is an error only when it was named."""
+    data: Any = {}
+    if path is not None:
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError([f"config: cannot read {path}: {exc.strerror or exc}"]) from None
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" line {mark.line + 1}" if mark is not None else ""
+            raise ConfigError([f"config: {path}{where}: not valid YAML ({getattr(exc, 'problem', exc)})"]) from None
+    return parse(data, environ)

@@ -1,0 +1,158 @@
+"""Plain data passed between the pipeline stages (discover → plan → fetch → shape → write → commit)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import Enum
+
+from metrics_poller.catalog import MetricGroup
+
+ACCOUNT_TYPE = "Microsoft.CognitiveServices/accounts"
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    """One Azure Cognitive Services account, as discovered (ids keep their original case)."""
+
+    id: str
+    name: str
+    subscription_id: str
+    resource_group: str
+    location: str
+    kind: str
+    type: str = ACCOUNT_TYPE
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        """Case-insensitive identity: Azure compares resource ids without case."""
+        return self.id.lower()
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """A half-open time range `[start, end)` aligned to `grain`; all datetimes are UTC-aware."""
+
+    start: datetime
+    end: datetime
+    grain: timedelta
+
+    @property
+    def timegrain(self) -> str:
+        """ISO-8601 duration of the grain, as Azure writes it (PT1M, PT5M, PT1H, P1D)."""
+        return iso_duration(self.grain)
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    """One Azure call's worth of work: ≤ 50 accounts of one (subscription, region), one metric group."""
+
+    subscription_id: str
+    region: str
+    accounts: tuple[Account, ...]
+    group: MetricGroup
+    window: Window
+    top: int
+
+
+@dataclass(frozen=True, slots=True)
+class Point:
+    """One non-empty bucket: its start time and the aggregates Azure returned (keys: average,
+    minimum, maximum, total, count)."""
+
+    timestamp: datetime
+    values: Mapping[str, float]
+
+
+@dataclass(frozen=True, slots=True)
+class Series:
+    """One time series of one metric for one account and one dimension combination.
+
+    `dimensions` uses canonical Azure dimension names (`ModelDeploymentName`), never the lower-cased
+    names Azure returns.
+    """
+
+    account: Account
+    metric: str
+    timegrain: str
+    dimensions: Mapping[str, str]
+    points: tuple[Point, ...]
+
+
+class Outcome(str, Enum):
+    """What became of one document in the sink."""
+
+    CREATED = "created"
+    DUPLICATE = "duplicate"  # already stored (409): success for cursor purposes
+    RETRYABLE = "retryable"  # not stored; fetched and written again next cycle
+    PERMANENT = "permanent"  # rejected; dead-lettered
+
+    @property
+    def stored(self) -> bool:
+        return self in (Outcome.CREATED, Outcome.DUPLICATE)
+
+
+@dataclass(frozen=True, slots=True)
+class Document:
+    """One Elasticsearch document with its deterministic `_id` and the cursor units it belongs to."""
+
+    id: str
+    source: Mapping[str, object]
+    account_key: str
+    groups: frozenset[str]
+
+
+@dataclass(slots=True)
+class Failure:
+    """A unit of work that did not complete: reported, counted, and retried next cycle."""
+
+    scope: str  # "account", "group", "region", "discovery", "sink"
+    target: str  # account id, "subscription/region", group name, ...
+    reason: str  # one line; never a secret
+
+
+def iso_duration(delta: timedelta) -> str:
+    """`timedelta` → ISO-8601 duration with Azure's spelling (PT1M, PT1H, P1D)."""
+    seconds = int(delta.total_seconds())
+    if seconds <= 0:
+        raise ValueError("a time grain must be positive")
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    out = "P"
+    if days:
+        out += f"{days}D"
+    if hours or minutes or secs:
+        out += "T"
+        if hours:
+            out += f"{hours}H"
+        if minutes:
+            out += f"{minutes}M"
+        if secs:
+            out += f"{secs}S"
+    return out
+
+
+def parse_iso_duration(text: str) -> timedelta:
+    """ISO-8601 duration of days, hours, minutes and seconds (no years or months) → `timedelta`."""
+    import re
+
+    match = re.fullmatch(r"P(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+(?:\.\d+)?)S)?)?", text.strip().upper())
+    if not match or text.strip().upper() in ("P", "PT"):
+        raise ValueError(f"not an ISO-8601 duration: {text!r}")
+    days, hours, minutes, seconds = match.groups()
+    return timedelta(
+        days=int(days or 0), hours=int(hours or 0), minutes=int(minutes or 0), seconds=float(seconds or 0)
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class MetricDefinition:
+    """What Azure says one metric offers on one (subscription, region): from metricDefinitions."""
+
+    name: str
+    dimensions: tuple[str, ...]  # canonical casing
+    aggregations: tuple[str, ...]  # Azure names, `None` dropped
+    timegrains: tuple[str, ...]  # ISO-8601 durations, e.g. ("PT1M", "PT5M", ...)

@@ -1,0 +1,106 @@
+"""Self-monitoring: Prometheus metrics, health state and logging set-up.
+
+Metric labels carry only routes, statuses, outcomes and group names: never ids, URLs or secrets.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+AZURE_CALLS = Counter(
+    "metrics_poller_azure_calls",
+    "Azure API calls by route and HTTP status (0 = no response)",
+    ["route", "status"],
+    registry=REGISTRY,
+)
+AZURE_THROTTLED = Counter(
+    "metrics_poller_azure_throttled",
+    "Azure throttling responses (429 and 529) by route and status",
+    ["route", "status"],
+    registry=REGISTRY,
+)
+AZURE_RETRIES = Counter("metrics_poller_azure_retries", "Azure calls retried", ["route"], registry=REGISTRY)
+AZURE_TRUNCATIONS = Counter(
+    "metrics_poller_azure_truncations",
+    "Responses with as many series as `top` (re-queried with a larger top)",
+    ["group"],
+    registry=REGISTRY,
+)
+ARM_REMAINING_READS = Gauge(
+    "metrics_poller_arm_remaining_reads",
+    "Last x-ms-ratelimit-remaining-subscription-reads seen (lowest across subscriptions)",
+    registry=REGISTRY,
+)
+DOCUMENTS = Counter(
+    "metrics_poller_documents", "Documents by sink outcome", ["outcome"], registry=REGISTRY
+)
+CYCLE_DURATION = Histogram(
+    "metrics_poller_cycle_duration_seconds",
+    "Wall time of one cycle",
+    buckets=(1, 5, 10, 30, 60, 120, 180, 240, 300, 600, 900),
+    registry=REGISTRY,
+)
+CYCLES = Counter("metrics_poller_cycles", "Cycles by result (ok, partial, failed)", ["result"], registry=REGISTRY)
+LAST_SUCCESS = Gauge(
+    "metrics_poller_last_success_timestamp_seconds", "End time of the last fully successful cycle", registry=REGISTRY
+)
+DATA_LAG = Gauge(
+    "metrics_poller_data_lag_seconds", "now minus the end of the newest stored bucket", registry=REGISTRY
+)
+ACCOUNTS = Gauge("metrics_poller_accounts", "Accounts owned by this instance", registry=REGISTRY)
+FAILURES = Counter("metrics_poller_failures", "Failed units of work by scope", ["scope"], registry=REGISTRY)
+
+
+@dataclass
+class Health:
+    """Liveness and readiness: unhealthy when no cycle has succeeded within two periods."""
+
+    period: float
+    started: float = field(default_factory=time.time)
+    last_success: float | None = None
+    last_cycle: float | None = None
+
+    def record_cycle(self, ok: bool, now: float | None = None) -> None:
+        now = time.time() if now is None else now
+        self.last_cycle = now
+        if ok:
+            self.last_success = now
+            LAST_SUCCESS.set(now)
+
+    def healthy(self, now: float | None = None) -> bool:
+        now = time.time() if now is None else now
+        reference = self.last_success if self.last_success is not None else self.started
+        return now - reference <= 2 * self.period
+
+    def ready(self, now: float | None = None) -> bool:
+        return self.last_success is not None and self.healthy(now)
+
+
+class _TextFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        stamp = time.strftime("%H:%M:%S", time.localtime(record.created))
+        return f"{stamp} {record.levelname:<7} {record.getMessage()}"
+
+
+def setup_logging(level: str = "INFO", fmt: str = "auto") -> None:
+    """ECS JSON off a TTY (for journald, containers), short readable lines on a TTY."""
+    import ecs_logging
+
+    use_json = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(ecs_logging.StdlibFormatter() if use_json else _TextFormatter())
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level)
+    # The Azure SDKs log every request (with URLs) at INFO; keep them quiet.
+    for noisy in ("azure", "msal", "elastic_transport", "elasticsearch", "apscheduler", "aiohttp.access"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
