@@ -75,6 +75,7 @@ class Series:
     """
 
     account: Account
+    group: str  # name of the request group it was fetched with (catalog.GROUPS)
     metric: str
     timegrain: str
     dimensions: Mapping[str, str]
