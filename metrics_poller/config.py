@@ -89,9 +89,9 @@ class Credential(_Strict):
         object.__setattr__(self, "client_secret", secret)
         object.__setattr__(self, "certificate_password", password)
         if self.type == "client_secret" and not (self.tenant_id and self.client_id and secret):
-            raise ValueError("type client_secret needs tenant_id, client_id and client_secret (or client_secret_file)")
+            raise ValueError("type: client_secret needs tenant_id, client_id and client_secret (or client_secret_file)")
         if self.type == "certificate" and not (self.tenant_id and self.client_id and self.certificate_path):
-            raise ValueError("type certificate needs tenant_id, client_id and certificate_path")
+            raise ValueError("type: certificate needs tenant_id, client_id and certificate_path")
         return self
 
 
@@ -166,9 +166,9 @@ class Azure(_Strict):
     @model_validator(mode="after")
     def _endpoints(self) -> Azure:
         if "{region}" not in self.endpoints.metrics:
-            raise ValueError("endpoints.metrics must contain a {region} placeholder")
+            raise ValueError("endpoints.metrics: must contain a {region} placeholder")
         if self.top > self.top_cap:
-            raise ValueError("top must not exceed top_cap")
+            raise ValueError("top: must not exceed top_cap")
         return self
 
 
@@ -215,7 +215,7 @@ class Elasticsearch(_Strict):
         object.__setattr__(self, "api_key", self.api_key or _read_secret_file(self.api_key_file))
         object.__setattr__(self, "password", self.password or _read_secret_file(self.password_file))
         if self.password and not self.username:
-            raise ValueError("password is set but username is not")
+            raise ValueError("username: required when password is set")
         return self
 
     @property
@@ -250,7 +250,7 @@ class Shard(_Strict):
     @model_validator(mode="after")
     def _in_range(self) -> Shard:
         if self.index is not None and self.index >= self.count:
-            raise ValueError(f"shard.index {self.index} must be below shard.count {self.count}")
+            raise ValueError(f"index: {self.index} must be below shard.count {self.count}")
         return self
 
 
@@ -267,7 +267,8 @@ class Config(_Strict):
     max_backfill: Annotated[int, Field(gt=0, le=MAX_BACKFILL)] = 86400
     backfill_step: PositiveInt = 3600
     cycle_deadline: PositiveInt | None = None
-    output: Literal["elasticsearch", "ndjson"] = "ndjson"
+    # Default: Elasticsearch when an `elasticsearch` section is configured, NDJSON otherwise.
+    output: Literal["elasticsearch", "ndjson"] | None = None
     azure: Azure = Field(default_factory=Azure)
     elasticsearch: Elasticsearch = Field(default_factory=Elasticsearch)
     ndjson: Ndjson = Field(default_factory=Ndjson)
@@ -288,13 +289,16 @@ class Config(_Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> Config:
+        if self.output is None:
+            configured = "elasticsearch" in self.model_fields_set
+            object.__setattr__(self, "output", "elasticsearch" if configured else "ndjson")
         grain = GRAINS[self.timegrain]
         if self.period % grain:
-            raise ValueError(f"period {self.period} must be a multiple of the time grain {self.timegrain}")
+            raise ValueError(f"period: {self.period} must be a multiple of the time grain {self.timegrain}")
         if self.backfill_step % grain:
-            raise ValueError(f"backfill_step must be a multiple of the time grain {self.timegrain}")
+            raise ValueError(f"backfill_step: must be a multiple of the time grain {self.timegrain}")
         if self.cycle_deadline is not None and self.cycle_deadline > self.period:
-            raise ValueError("cycle_deadline must not exceed period (cycles never overlap)")
+            raise ValueError("cycle_deadline: must not exceed period (cycles never overlap)")
         return self
 
     @property
@@ -369,8 +373,14 @@ def format_errors(error: ValidationError) -> list[str]:
     """One line per problem: `config: <key>: <what is wrong>; got <value>` (secrets never echoed)."""
     lines = []
     for item in error.errors(include_url=False):
-        key = ".".join(str(p) for p in item["loc"]) or "(top level)"
+        key = ".".join(str(p) for p in item["loc"])
         message = item["msg"].removeprefix("Value error, ").removeprefix("Assertion failed, ")
+        # Cross-field checks name their key at the start of the message ("top: must not exceed ...").
+        named = _NAMED_MESSAGE.match(message)
+        if named:
+            key = f"{key}.{named.group(1)}" if key else named.group(1)
+            message = named.group(2)
+        key = key or "(top level)"
         if item["type"] == "extra_forbidden":
             message = "unknown key (check the spelling against the README's configuration reference)"
         elif item["type"] == "missing":
@@ -378,6 +388,9 @@ def format_errors(error: ValidationError) -> list[str]:
         shown = "" if _is_secret_key(key) or item["type"] in ("extra_forbidden", "missing") else _shown(item)
         lines.append(f"config: {key}: {message}{shown}")
     return lines
+
+
+_NAMED_MESSAGE = re.compile(r"^([a-z_][a-z0-9_.]*): (.+)$", re.S)
 
 
 def _is_secret_key(key: str) -> bool:

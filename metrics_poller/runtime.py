@@ -1,0 +1,97 @@
+"""Assembly: turn a validated configuration into a ready `Poller` (credential, clients, sink, store)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import socket
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from metrics_poller.config import Config, ConfigError
+from metrics_poller.cycle import Poller, utcnow
+from metrics_poller.sinks import Sink
+from metrics_poller.state import CursorStore, FileCursorStore
+
+log = logging.getLogger(__name__)
+
+
+def shard_index(cfg: Config, hostname: str | None = None) -> int | None:
+    """`shard.index`, or the ordinal of a StatefulSet pod name (`poller-3` → 3) when sharded."""
+    if cfg.shard.index is not None or cfg.shard.count <= 1:
+        return cfg.shard.index
+    name = hostname or os.environ.get("POD_NAME") or socket.gethostname()
+    match = re.search(r"-(\d+)$", name)
+    if not match:
+        raise ConfigError(
+            [
+                f"config: shard.index: not set, and host name {name!r} does not end in -<ordinal> "
+                f"(expected with shard.count {cfg.shard.count}, e.g. a StatefulSet pod name)"
+            ]
+        )
+    index = int(match.group(1))
+    if index >= cfg.shard.count:
+        raise ConfigError(
+            [f"config: shard.index: {index} (from host name {name!r}) must be below shard.count {cfg.shard.count}"]
+        )
+    return index
+
+
+def _needs_elasticsearch(cfg: Config) -> bool:
+    return cfg.output == "elasticsearch" or cfg.state.backend == "elasticsearch"
+
+
+async def create_poller(
+    cfg: Config,
+    *,
+    sink: Sink | None = None,
+    store: CursorStore | None = None,
+    clock: Callable[[], datetime] = utcnow,
+) -> Poller:
+    from metrics_poller.credentials import build_credential
+    from metrics_poller.discovery import Discoverer
+    from metrics_poller.fetching import Fetcher
+
+    credential = build_credential(cfg.azure)
+    es_client: Any = None
+    if _needs_elasticsearch(cfg) and (sink is None or store is None):
+        from metrics_poller.sinks.elasticsearch import build_client
+
+        es_client = build_client(cfg.elasticsearch)
+    if sink is None:
+        sink = build_sink(cfg, es_client)
+    if store is None:
+        store = build_store(cfg, es_client)
+    poller = Poller(
+        cfg,
+        discoverer=Discoverer(cfg.azure, credential),
+        fetcher=Fetcher(cfg.azure, credential),
+        sink=sink,
+        store=store,
+        shard_index=shard_index(cfg),
+        clock=clock,
+    )
+    poller.extra_closers.append(credential.close)
+    if es_client is not None:
+        poller.extra_closers.append(es_client.close)
+    return poller
+
+
+def build_sink(cfg: Config, es_client: Any) -> Sink:
+    if cfg.output == "ndjson":
+        from metrics_poller.sinks.ndjson import NdjsonSink
+
+        return NdjsonSink(cfg.ndjson.path)
+    from metrics_poller.sinks.elasticsearch import ElasticsearchSink
+
+    return ElasticsearchSink(es_client, cfg.elasticsearch, cfg.elasticsearch.dead_letter_path)
+
+
+def build_store(cfg: Config, es_client: Any) -> CursorStore:
+    if cfg.state.backend == "file":
+        return FileCursorStore(cfg.state.path)
+    from metrics_poller.sinks.elasticsearch import ElasticsearchCursorStore
+
+    return ElasticsearchCursorStore(es_client)

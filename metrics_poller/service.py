@@ -1,0 +1,172 @@
+"""Service mode: aligned cycles under APScheduler, the health/metrics listener, signals, systemd notify."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+import time
+from datetime import UTC, datetime, timedelta
+
+from aiohttp import web
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from metrics_poller import telemetry
+from metrics_poller.cycle import CycleReport, Poller
+from metrics_poller.windows import floor_time
+
+log = logging.getLogger(__name__)
+
+STOP_GRACE = 20.0  # seconds a running cycle gets to finish after SIGTERM before it is cancelled
+
+
+# ------------------------------------------------------------------------------------------ health
+
+
+def health_app(health: telemetry.Health) -> web.Application:
+    async def metrics(_: web.Request) -> web.Response:
+        body = generate_latest(telemetry.REGISTRY)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def healthz(_: web.Request) -> web.Response:
+        ok = health.healthy()
+        return web.json_response({"status": "ok" if ok else "stale"}, status=200 if ok else 503)
+
+    async def readyz(_: web.Request) -> web.Response:
+        ok = health.ready()
+        return web.json_response({"status": "ready" if ok else "not ready"}, status=200 if ok else 503)
+
+    app = web.Application()
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    return app
+
+
+async def start_listener(listen: str, health: telemetry.Health) -> web.AppRunner:
+    host, _, port = listen.rpartition(":")
+    runner = web.AppRunner(health_app(health), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host.strip("[]") or "0.0.0.0", int(port))
+    await site.start()
+    log.info("metrics and health on http://%s/metrics, /healthz, /readyz", listen)
+    return runner
+
+
+# ------------------------------------------------------------------------------------------ systemd
+
+
+def sd_notify(message: str) -> bool:
+    """Send a datagram to systemd's notify socket, if there is one."""
+    address = os.environ.get("NOTIFY_SOCKET")
+    if not address:
+        return False
+    if address.startswith("@"):
+        address = "\0" + address[1:]
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+            sock.connect(address)
+            sock.sendall(message.encode())
+        return True
+    except OSError:
+        return False
+
+
+def watchdog_interval() -> float | None:
+    usec = os.environ.get("WATCHDOG_USEC")
+    if not usec or not usec.isdigit():
+        return None
+    return max(1.0, int(usec) / 1_000_000 / 2)
+
+
+# ------------------------------------------------------------------------------------------ service
+
+
+class Service:
+    """Runs a cycle at every wall-clock multiple of `period`; never two at once."""
+
+    def __init__(self, poller: Poller) -> None:
+        self.poller = poller
+        self.cfg = poller.cfg
+        self.health = telemetry.Health(period=float(self.cfg.period))
+        self.stopping = asyncio.Event()
+        self.current: asyncio.Task[CycleReport] | None = None
+        self.last_report: CycleReport | None = None
+
+    async def cycle(self) -> None:
+        if self.stopping.is_set():
+            return
+        self.current = asyncio.current_task()  # type: ignore[assignment]
+        try:
+            report = await self.poller.run_cycle()
+        finally:
+            self.current = None
+        self.last_report = report
+        self.health.record_cycle(report.ok or (report.unreachable is None and report.cursors_advanced > 0))
+        (log.info if report.ok else log.warning)(report.summary())
+        for failure in report.failures[:20]:
+            log.warning("%s %s: %s", failure.scope, failure.target, failure.reason)
+        sd_notify("WATCHDOG=1")
+
+    def schedule(self, scheduler: AsyncIOScheduler, now: datetime | None = None) -> None:
+        period = timedelta(seconds=self.cfg.period)
+        start = floor_time(now or datetime.now(UTC), period)
+        scheduler.add_job(
+            self.cycle,
+            IntervalTrigger(seconds=self.cfg.period, start_date=start, timezone=UTC),
+            id="cycle",
+            max_instances=1,  # no overlapping cycles
+            coalesce=True,  # after a stall, run once, not once per missed period
+            misfire_grace_time=max(1, self.cfg.period // 2),
+            next_run_time=datetime.now(UTC),  # first cycle right away, then aligned
+        )
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.stopping.set)
+        runner = await start_listener(self.cfg.http.listen, self.health) if self.cfg.http.listen else None
+        scheduler = AsyncIOScheduler(timezone=UTC)
+        self.schedule(scheduler)
+        scheduler.start()
+        sd_notify("READY=1")
+        watchdog = asyncio.create_task(self._watchdog())
+        try:
+            await self.stopping.wait()
+            log.info("stopping")
+            sd_notify("STOPPING=1")
+            scheduler.shutdown(wait=False)
+            await self._finish_current()
+        finally:
+            watchdog.cancel()
+            if runner is not None:
+                await runner.cleanup()
+            await self.poller.close()
+        return 0
+
+    async def _finish_current(self) -> None:
+        task = self.current
+        if task is None or task.done():
+            return
+        deadline = time.monotonic() + STOP_GRACE
+        while not task.done() and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        if not task.done():
+            log.warning("cycle still running after %.0fs; cancelling it (stored windows keep their cursors)", STOP_GRACE)
+            task.cancel()
+            try:
+                await task
+            except (asyncio.CancelledError, Exception):  # noqa: BLE001 - shutting down either way
+                pass
+
+    async def _watchdog(self) -> None:
+        interval = watchdog_interval()
+        if interval is None:
+            return
+        while True:
+            sd_notify("WATCHDOG=1")
+            await asyncio.sleep(interval)
