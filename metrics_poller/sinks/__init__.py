@@ -1,0 +1,20 @@
+"""Where documents go: Elasticsearch, or NDJSON for demos and debugging."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from metrics_poller.model import Document, Outcome
+
+
+class Sink(Protocol):
+    """Stores documents and says, per document and in order, what became of each."""
+
+    async def write(self, documents: Sequence[Document]) -> list[Outcome]:
+        """One outcome per document, in the same order."""
+        ...
+
+    async def close(self) -> None:
+        """Flush and release resources; no write may follow."""
+        ...
