@@ -210,7 +210,8 @@ def cmd_discover(args: argparse.Namespace) -> int:
         else:
             for a in mine:
                 print(f"{a.subscription_id}  {a.location:<16} {a.kind:<11} {a.resource_group}/{a.name}")
-            print(f"{len(mine)} accounts" + (f" (of {len(result.accounts)}, this shard)" if len(mine) != len(result.accounts) else ""))
+            shard_note = f" (of {len(result.accounts)}, this shard)" if len(mine) != len(result.accounts) else ""
+            print(f"{len(mine)} accounts{shard_note}")
         for failure in result.failures:
             print(f"  skipped {failure.target}: {failure.reason}", file=sys.stderr)
         return EXIT_PARTIAL if result.failures else EXIT_OK
@@ -234,7 +235,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
             try:
                 await credential.get_token(cfg.azure.endpoints.resource_manager_audience + "/.default")
                 print("azure credentials: ok")
-            except Exception as exc:  # noqa: BLE001 - reported as one line
+            except Exception as exc:
                 print(f"azure credentials: FAILED: {_one_line(exc)}")
                 return EXIT_UNREACHABLE
             discoverer = Discoverer(cfg.azure, credential)
@@ -244,7 +245,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
                 for failure in result.failures:
                     print(f"  skipped {failure.target}: {failure.reason}")
                     worst = EXIT_PARTIAL
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 print(f"azure discovery: FAILED: {_one_line(exc)}")
                 worst = EXIT_UNREACHABLE
             finally:
@@ -258,7 +259,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
             try:
                 for line in await check_access(client, cfg.elasticsearch):
                     print(line)
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 print(f"elasticsearch: FAILED: {_one_line(exc)}")
                 worst = EXIT_UNREACHABLE
             finally:
@@ -312,7 +313,8 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument(
         "--config",
         metavar="PATH",
-        help="configuration file (default: $METRICS_POLLER_CONFIG, ./config/poller.yaml, /etc/metrics-poller/poller.yaml)",
+        help="configuration file (default: $METRICS_POLLER_CONFIG, ./config/poller.yaml, "
+        "/etc/metrics-poller/poller.yaml)",
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 

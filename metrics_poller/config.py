@@ -70,9 +70,9 @@ class Subscription(_Strict):
 
 
 class Credential(_Strict):
-    type: Literal[
-        "default", "client_secret", "certificate", "managed_identity", "workload_identity", "azure_cli"
-    ] = "default"
+    type: Literal["default", "client_secret", "certificate", "managed_identity", "workload_identity", "azure_cli"] = (
+        "default"
+    )
     tenant_id: str | None = None
     client_id: str | None = None
     client_secret: SecretStr | None = None

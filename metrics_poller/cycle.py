@@ -250,7 +250,7 @@ class Poller:
             for account in members[:DEFINITION_ATTEMPTS]:
                 try:
                     return key, await self.fetcher.definitions(account)  # type: ignore[attr-defined]
-                except Exception as exc:  # noqa: BLE001 - any failure here is reported per region
+                except Exception as exc:
                     reason = _one_line(exc)
             return key, Failure("region", f"{key[0]}/{key[1]}", f"metric definitions unavailable: {reason}")
 
@@ -298,9 +298,9 @@ class Poller:
                     report.failures.append(Failure("account", account.id, f"{_group_names(unit)}: {reason}"))
                 else:
                     advanced[account.key] = window.end
-            if report.newest_bucket is None or window.end > report.newest_bucket:
-                if any(o.stored for o in outcomes):
-                    report.newest_bucket = window.end
+            newer = report.newest_bucket is None or window.end > report.newest_bucket
+            if newer and any(o.stored for o in outcomes):
+                report.newest_bucket = window.end
         return advanced
 
     def _account_outcomes(

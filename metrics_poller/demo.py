@@ -36,7 +36,10 @@ def run_demo(out_dir: str = "out", accounts_per_region: int = 4, seed: int = 42)
             },
             environ={},
         )
-        print(f"simulator: {sim.url} ({len(sim.accounts)} Cognitive Services accounts in {len(sim.subscription_ids)} subscriptions)")
+        print(
+            f"simulator: {sim.url} ({len(sim.accounts)} Cognitive Services accounts "
+            f"in {len(sim.subscription_ids)} subscriptions)"
+        )
         report = asyncio.run(_one_cycle(cfg))
         calls: Counter[str] = Counter()
         for (route, _status), n in sim.calls.items():
@@ -63,7 +66,7 @@ def _print_summary(report: CycleReport, calls: Counter[str], output: Path) -> No
     if report.totals:
         print("totals per metric (sum of .total over the window):")
         for name, total in sorted(report.totals.items()):
-            print(f"  {name:<36} {total:>16,.0f}")
+            print(f"  {name:<36} {total:>16,.2f}" if total % 1 else f"  {name:<36} {total:>16,.0f}")
     if not report.ok:
         for failure in report.failures[:10]:
             print(f"  failed {failure.scope} {failure.target}: {failure.reason}")

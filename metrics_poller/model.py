@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from enum import Enum
+from enum import StrEnum
 
 from metrics_poller.catalog import MetricGroup
 
@@ -82,7 +82,7 @@ class Series:
     points: tuple[Point, ...]
 
 
-class Outcome(str, Enum):
+class Outcome(StrEnum):
     """What became of one document in the sink."""
 
     CREATED = "created"
@@ -144,9 +144,7 @@ def parse_iso_duration(text: str) -> timedelta:
     if not match or text.strip().upper() in ("P", "PT"):
         raise ValueError(f"not an ISO-8601 duration: {text!r}")
     days, hours, minutes, seconds = match.groups()
-    return timedelta(
-        days=int(days or 0), hours=int(hours or 0), minutes=int(minutes or 0), seconds=float(seconds or 0)
-    )
+    return timedelta(days=int(days or 0), hours=int(hours or 0), minutes=int(minutes or 0), seconds=float(seconds or 0))
 
 
 @dataclass(frozen=True, slots=True)

@@ -101,7 +101,9 @@ def shard_of(account: Account, count: int) -> int:
     return int.from_bytes(digest[:8], "big") % count
 
 
-def family_cursor(account_key: str, family: Sequence[MetricGroup], cursors: Mapping[CursorKey, datetime]) -> datetime | None:
+def family_cursor(
+    account_key: str, family: Sequence[MetricGroup], cursors: Mapping[CursorKey, datetime]
+) -> datetime | None:
     """The oldest cursor of the family's members; members without one join the family where it is."""
     known = [cursors[(account_key, g.name)] for g in family if (account_key, g.name) in cursors]
     return min(known) if known else None

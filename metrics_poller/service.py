@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -156,12 +157,12 @@ class Service:
         while not task.done() and time.monotonic() < deadline:
             await asyncio.sleep(0.1)
         if not task.done():
-            log.warning("cycle still running after %.0fs; cancelling it (stored windows keep their cursors)", STOP_GRACE)
+            log.warning(
+                "cycle still running after %.0fs; cancelling it (stored windows keep their cursors)", STOP_GRACE
+            )
             task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-            except (asyncio.CancelledError, Exception):  # noqa: BLE001 - shutting down either way
-                pass
 
     async def _watchdog(self) -> None:
         interval = watchdog_interval()

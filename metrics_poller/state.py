@@ -50,9 +50,7 @@ class FileCursorStore:
         except (OSError, ValueError) as exc:
             raise StateError(f"cannot read cursor file {self.path}: {exc}") from None
         try:
-            cursors = {
-                tuple(key.rsplit("|", 1)): decode_cursor(value) for key, value in raw.get("cursors", {}).items()
-            }
+            cursors = {tuple(key.rsplit("|", 1)): decode_cursor(value) for key, value in raw.get("cursors", {}).items()}
         except (AttributeError, ValueError) as exc:
             raise StateError(f"cursor file {self.path} is not in the expected format: {exc}") from None
         self._cursors = {(k[0], k[1]): v for k, v in cursors.items() if len(k) == 2}

@@ -38,9 +38,7 @@ ARM_REMAINING_READS = Gauge(
     "Last x-ms-ratelimit-remaining-subscription-reads seen (lowest across subscriptions)",
     registry=REGISTRY,
 )
-DOCUMENTS = Counter(
-    "metrics_poller_documents", "Documents by sink outcome", ["outcome"], registry=REGISTRY
-)
+DOCUMENTS = Counter("metrics_poller_documents", "Documents by sink outcome", ["outcome"], registry=REGISTRY)
 CYCLE_DURATION = Histogram(
     "metrics_poller_cycle_duration_seconds",
     "Wall time of one cycle",
@@ -51,9 +49,7 @@ CYCLES = Counter("metrics_poller_cycles", "Cycles by result (ok, partial, failed
 LAST_SUCCESS = Gauge(
     "metrics_poller_last_success_timestamp_seconds", "End time of the last fully successful cycle", registry=REGISTRY
 )
-DATA_LAG = Gauge(
-    "metrics_poller_data_lag_seconds", "now minus the end of the newest stored bucket", registry=REGISTRY
-)
+DATA_LAG = Gauge("metrics_poller_data_lag_seconds", "now minus the end of the newest stored bucket", registry=REGISTRY)
 ACCOUNTS = Gauge("metrics_poller_accounts", "Accounts owned by this instance", registry=REGISTRY)
 FAILURES = Counter("metrics_poller_failures", "Failed units of work by scope", ["scope"], registry=REGISTRY)
 

@@ -34,7 +34,9 @@ def everything(accounts: list[Account]) -> dict[tuple[str, str], None]:
 
 
 def test_batches_never_mix_subscriptions_or_regions_and_hold_at_most_50() -> None:
-    accounts = [account(s, r, n) for s in ("s1", "s2") for r in ("eastus", "westeurope", "swedencentral") for n in range(23)]
+    accounts = [
+        account(s, r, n) for s in ("s1", "s2") for r in ("eastus", "westeurope", "swedencentral") for n in range(23)
+    ]
     accounts += [account("s1", "eastus", 100 + n) for n in range(60)]  # 83 in s1/eastus
     work = plan(accounts, GROUPS, everything(accounts), {}, NOW, SETTINGS)
     seen = set()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime, timedelta
 
 from hypothesis import given, settings
@@ -92,7 +93,7 @@ def test_consecutive_windows_tile_time(
             continue
         covered.append((span.start, span.end))
         cursor = span.end
-    for (_, previous_end), (next_start, _) in zip(covered, covered[1:], strict=False):
+    for (_, previous_end), (next_start, _) in itertools.pairwise(covered):
         assert next_start == previous_end  # no gap, no overlap
 
 
@@ -112,7 +113,7 @@ def test_split_span_tiles_exactly(grain: timedelta, start: datetime, length: int
         assert pieces == []
         return
     assert pieces[0][0] == begin and pieces[-1][1] == end
-    for (a_start, a_end), (b_start, _) in zip(pieces, pieces[1:], strict=False):
+    for (a_start, a_end), (b_start, _) in itertools.pairwise(pieces):
         assert a_end == b_start and a_start < a_end
     for piece_start, piece_end in pieces:
         assert piece_end - piece_start <= step

@@ -1,0 +1,56 @@
+"""Helpers for runtime tests: a simulator fixture and configuration builders."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+import yaml
+
+from metrics_poller import config
+from metrics_poller.simulator import SimSpec, Simulator
+
+# A fixed "now" keeps windows deterministic; the simulator's clock follows it.
+NOW = datetime(2026, 3, 2, 12, 7, 30, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def sim() -> Iterator[Simulator]:
+    spec = SimSpec(seed=7, subscriptions=2, regions=("eastus", "westeurope", "swedencentral"), accounts_per_region=3)
+    with Simulator(spec) as simulator:
+        yield simulator
+
+
+def poller_config(sim: Simulator, tmp_path: Path, **overrides: Any) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "azure": sim.azure_config(retry={"attempts": 3, "backoff_initial": 0.05, "backoff_max": 0.2}),
+        "output": "ndjson",
+        "ndjson": {"path": str(tmp_path / "out.ndjson")},
+        "state": {"backend": "file", "path": str(tmp_path / "cursors.json")},
+        "http": {"listen": None},
+    }
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(data.get(key), dict):
+            data[key] = {**data[key], **value}
+        else:
+            data[key] = value
+    return data
+
+
+def parse(data: dict[str, Any]) -> config.Config:
+    return config.parse(data, environ={})
+
+
+def write_config(data: dict[str, Any], path: Path) -> Path:
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def read_ndjson(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    return [orjson.loads(line) for line in path.read_bytes().splitlines() if line.strip()]

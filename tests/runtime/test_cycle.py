@@ -1,0 +1,119 @@
+"""One cycle end to end, in process: simulator over HTTPS → real SDKs → shaping → NDJSON → cursors."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+from runtime_support import NOW, parse, poller_config, read_ndjson
+
+from metrics_poller.catalog import GROUPS, select_groups
+from metrics_poller.cycle import Poller
+from metrics_poller.runtime import create_poller
+from metrics_poller.simulator import FaultRule, Simulator
+from metrics_poller.state import FileCursorStore
+from metrics_poller.testing.ground_truth import compare, expected_documents, stamp
+from metrics_poller.windows import window_end
+
+GRAIN = timedelta(minutes=1)
+LATENCY = timedelta(seconds=240)
+
+
+def openai_accounts(sim: Simulator) -> list[tuple[str, str]]:
+    return [(a.id, a.id.lower()) for a in sim.accounts if a.kind in ("OpenAI", "AIServices")]
+
+
+async def run_at(poller: Poller, now: object) -> object:
+    return await poller.run_cycle(now)  # type: ignore[arg-type]
+
+
+async def test_two_consecutive_cycles_store_exactly_the_ground_truth(sim: Simulator, tmp_path: Path) -> None:
+    sim.clock = lambda: NOW + timedelta(minutes=10)
+    cfg = parse(poller_config(sim, tmp_path))
+    out = tmp_path / "out.ndjson"
+    poller = await create_poller(cfg)
+    try:
+        first = await poller.run_cycle(NOW)
+        second = await poller.run_cycle(NOW + timedelta(minutes=5))
+    finally:
+        await poller.close()
+    assert first.ok and second.ok, (first.failures, second.failures)
+    assert first.accounts == len(openai_accounts(sim))  # other Cognitive Services kinds filtered out
+
+    end = window_end(NOW + timedelta(minutes=5), LATENCY, GRAIN)
+    start = window_end(NOW, LATENCY, GRAIN) - timedelta(seconds=cfg.period)
+    expected = expected_documents(sim, openai_accounts(sim), GROUPS, start, end)
+    result = compare(expected, read_ndjson(out))
+    assert result.perfect, result.summary()
+    assert result.expected > 100
+
+    cursors = await FileCursorStore(cfg.state.path).load()
+    assert set(cursors.values()) == {end}
+    assert len(cursors) == len(openai_accounts(sim)) * len(GROUPS)
+
+
+async def test_a_cycle_with_nothing_new_does_nothing(sim: Simulator, tmp_path: Path) -> None:
+    cfg = parse(poller_config(sim, tmp_path, azure={"metric_groups": ["requests"]}))
+    poller = await create_poller(cfg)
+    try:
+        await poller.run_cycle(NOW)
+        sim.reset_calls()
+        again = await poller.run_cycle(NOW + timedelta(seconds=20))  # same complete buckets
+    finally:
+        await poller.close()
+    assert again.ok and again.queries == 0 and sim.call_count("getBatch") == 0
+
+
+async def test_one_failing_account_keeps_its_cursor_and_others_advance(sim: Simulator, tmp_path: Path) -> None:
+    victim = next(a for a in sim.accounts if a.kind == "OpenAI")
+    cfg = parse(poller_config(sim, tmp_path, azure={"metric_groups": ["tokens"]}))
+    sim.faults.add(FaultRule(route="getBatch", kind="400", match=victim.name))
+    sim.faults.add(FaultRule(route="metrics", kind="400", match=victim.name))
+    poller = await create_poller(cfg)
+    try:
+        report = await poller.run_cycle(NOW)
+    finally:
+        sim.faults.clear()
+        await poller.close()
+    assert not report.ok and report.exit_code == 1
+    assert victim.id.lower() in report.failed_accounts
+    assert len(report.failed_accounts) == 1
+
+    cursors = await FileCursorStore(cfg.state.path).load()
+    assert (victim.id.lower(), "tokens") not in cursors
+    others = [a for a in openai_accounts(sim) if a[1] != victim.id.lower()]
+    assert all((key, "tokens") in cursors for _, key in others)
+
+    end = window_end(NOW, LATENCY, GRAIN)
+    expected = expected_documents(sim, others, select_groups(["tokens"]), end - timedelta(minutes=5), end)
+    result = compare(expected, read_ndjson(tmp_path / "out.ndjson"))
+    assert result.perfect, result.summary()
+
+
+async def test_sharded_pollers_split_the_accounts_without_overlap(sim: Simulator, tmp_path: Path) -> None:
+    seen: list[int] = []
+    for index in range(3):
+        data = poller_config(sim, tmp_path / str(index), shard={"index": index, "count": 3})
+        data["azure"]["metric_groups"] = ["requests"]
+        poller = await create_poller(parse(data))
+        try:
+            report = await poller.run_cycle(NOW)
+        finally:
+            await poller.close()
+        assert report.ok
+        seen.append(report.accounts)
+        docs = read_ndjson(tmp_path / str(index) / "out.ndjson")
+        assert {d["azure"]["resource"]["id"] for d in docs} <= {a for a, _ in openai_accounts(sim)}
+    assert sum(seen) == len(openai_accounts(sim))
+
+
+async def test_timestamps_are_bucket_starts_inside_the_window(sim: Simulator, tmp_path: Path) -> None:
+    cfg = parse(poller_config(sim, tmp_path, azure={"metric_groups": ["requests"]}))
+    poller = await create_poller(cfg)
+    try:
+        await poller.run_cycle(NOW)
+    finally:
+        await poller.close()
+    end = window_end(NOW, LATENCY, GRAIN)
+    stamps = {d["@timestamp"] for d in read_ndjson(tmp_path / "out.ndjson")}
+    assert stamps and stamps <= {stamp(end - timedelta(minutes=m)) for m in range(1, 6)}
