@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from metrics_poller import __version__, telemetry
 from metrics_poller.catalog import select_groups
 from metrics_poller.config import Config
+from metrics_poller.discovery import DiscoveryError
 from metrics_poller.model import Account, Document, Failure, MetricDefinition, Outcome
 from metrics_poller.planning import CursorKey, Gap, Settings, WorkUnit, plan, shard_of
 from metrics_poller.shaping import DocumentContext, shape
@@ -178,7 +179,10 @@ class Poller:
         collect_totals: bool,
         progress: Callable[[int, int], None] | None,
     ) -> None:
-        discovered = await self.discoverer.accounts()  # type: ignore[attr-defined]
+        try:
+            discovered = await self.discoverer.accounts()  # type: ignore[attr-defined]
+        except DiscoveryError as exc:
+            raise Unreachable("azure", _one_line(exc)) from None
         report.failures.extend(discovered.failures)
         accounts = owned(discovered.accounts, self.shard_index, self.cfg.shard.count)
         report.accounts = len(accounts)

@@ -98,26 +98,31 @@ class Service:
         self.current: asyncio.Task[CycleReport] | None = None
         self.last_report: CycleReport | None = None
 
-    async def cycle(self) -> None:
+    async def fire(self) -> None:
+        """Scheduler job: start a cycle in a task this service owns, so that stopping the scheduler
+        never cancels a cycle half-way; a cycle still running when the next one is due is not doubled."""
         if self.stopping.is_set():
             return
-        self.current = asyncio.current_task()  # type: ignore[assignment]
-        try:
-            report = await self.poller.run_cycle()
-        finally:
-            self.current = None
+        if self.current is not None and not self.current.done():
+            log.warning("previous cycle still running; skipping this one (no overlapping cycles)")
+            return
+        self.current = asyncio.create_task(self.cycle())
+
+    async def cycle(self) -> CycleReport:
+        report = await self.poller.run_cycle()
         self.last_report = report
         self.health.record_cycle(report.ok or (report.unreachable is None and report.cursors_advanced > 0))
         (log.info if report.ok else log.warning)(report.summary())
         for failure in report.failures[:20]:
             log.warning("%s %s: %s", failure.scope, failure.target, failure.reason)
         sd_notify("WATCHDOG=1")
+        return report
 
     def schedule(self, scheduler: AsyncIOScheduler, now: datetime | None = None) -> None:
         period = timedelta(seconds=self.cfg.period)
         start = floor_time(now or datetime.now(UTC), period)
         scheduler.add_job(
-            self.cycle,
+            self.fire,
             IntervalTrigger(seconds=self.cfg.period, start_date=start, timezone=UTC),
             id="cycle",
             max_instances=1,  # no overlapping cycles

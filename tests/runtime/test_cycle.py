@@ -117,3 +117,38 @@ async def test_timestamps_are_bucket_starts_inside_the_window(sim: Simulator, tm
     end = window_end(NOW, LATENCY, GRAIN)
     stamps = {d["@timestamp"] for d in read_ndjson(tmp_path / "out.ndjson")}
     assert stamps and stamps <= {stamp(end - timedelta(minutes=m)) for m in range(1, 6)}
+
+
+async def test_cancelling_a_cycle_keeps_cursors_only_for_stored_units(sim: Simulator, tmp_path: Path) -> None:
+    """What SIGTERM does after its grace period: acknowledged units keep their cursors, nothing more."""
+    import asyncio
+
+    cfg = parse(poller_config(sim, tmp_path, azure={"metric_groups": ["requests", "realtime"], "concurrency": 1}))
+    sim.faults.add(FaultRule(route="getBatch", kind="slow", delay=30, match="Realtime"))
+    poller = await create_poller(cfg)
+    try:
+        task = asyncio.create_task(poller.run_cycle(NOW))
+        while sim.call_count("getBatch") < 3:
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.5)
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            pass
+    finally:
+        sim.faults.clear()
+        await poller.close()
+    cursors = await FileCursorStore(cfg.state.path).load()
+    groups = {group for _, group in cursors}
+    assert "realtime" not in groups  # never acknowledged
+    assert groups == {"requests"}  # the quick units were acknowledged and kept
+    end = window_end(NOW, LATENCY, GRAIN)
+    stored = read_ndjson(tmp_path / "out.ndjson")
+    for account_key, group in cursors:
+        account_id = next(a.id for a in sim.accounts if a.id.lower() == account_key)
+        expected = expected_documents(
+            sim, [(account_id, account_key)], select_groups([group]), end - timedelta(minutes=5), end
+        )
+        mine = [d for d in stored if d["azure"]["resource"]["id"].lower() == account_key]
+        assert not compare(expected, mine).missing
