@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
+
+import pytest
 
 from runtime_support import NOW, parse, poller_config, read_ndjson
 
@@ -19,6 +22,14 @@ GRAIN = timedelta(minutes=1)
 LATENCY = timedelta(seconds=240)
 
 
+@pytest.fixture(autouse=True)
+def fixed_clock(sim: Simulator) -> Iterator[None]:
+    """These tests run cycles at NOW; the simulator's "now" (retention, publication) follows."""
+    sim.clock = lambda: NOW + timedelta(minutes=10)
+    yield
+    sim.clock = None
+
+
 def openai_accounts(sim: Simulator) -> list[tuple[str, str]]:
     return [(a.id, a.id.lower()) for a in sim.accounts if a.kind in ("OpenAI", "AIServices")]
 
@@ -28,7 +39,6 @@ async def run_at(poller: Poller, now: object) -> object:
 
 
 async def test_two_consecutive_cycles_store_exactly_the_ground_truth(sim: Simulator, tmp_path: Path) -> None:
-    sim.clock = lambda: NOW + timedelta(minutes=10)
     cfg = parse(poller_config(sim, tmp_path))
     out = tmp_path / "out.ndjson"
     poller = await create_poller(cfg)

@@ -1,0 +1,470 @@
+"""The HTTPS shell: an aiohttp server on loopback, in its own thread, in front of `Backend`.
+
+It owns what is not pure: TLS (a private CA from trustme), Entra ID tokens, fault injection, added
+latency, the ARM read token bucket and the call counters.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import shutil
+import socket
+import ssl
+import struct
+import tempfile
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, unquote
+
+import orjson
+import trustme
+from aiohttp import web
+
+from metrics_poller.simulator.api import Backend, Reply
+from metrics_poller.simulator.faults import MALFORMED, MALFORMED_DEFAULT, Faults, additional_info, error_reply
+from metrics_poller.simulator.query import ApiError, parse_interval
+from metrics_poller.simulator.spec import FaultRule, SimAccount, SimSpec
+
+Clock = Callable[[], datetime]
+
+ARM_AUDIENCES = frozenset({"https://management.azure.com", "https://management.core.windows.net"})
+METRICS_AUDIENCES = frozenset({"https://metrics.monitor.azure.com"})
+ARM_ROUTES = frozenset({"resources", "resource", "metricDefinitions", "metricNamespaces", "metrics", "resourceGraph"})
+ARM_READ_BUCKET = 250.0
+ARM_READ_REFILL = 25.0
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """A classified request: route name plus the path parts its handler needs (original casing)."""
+
+    name: str
+    subscription: str | None = None
+    group: str | None = None
+    resource_id: str | None = None
+    region: str | None = None
+    tenant: str | None = None
+
+
+def classify(method: str, path: str) -> Route:
+    """Map a request path (matched case-insensitively, as Azure does) to a route."""
+    parts = [p for p in path.split("/") if p]
+    low = [p.lower() for p in parts]
+    n = len(low)
+    if n == 4 and low[1:] == ["v2.0", ".well-known", "openid-configuration"]:
+        return Route("openid", tenant=parts[0])
+    if n == 4 and low[1:] == ["oauth2", "v2.0", "token"]:
+        return Route("token", tenant=parts[0])
+    if n == 5 and low[0] == "metrics" and low[2] == "subscriptions" and low[4] == "metrics:getbatch":
+        return Route("getBatch", subscription=parts[3], region=parts[1])
+    if low == ["providers", "microsoft.resourcegraph", "resources"]:
+        return Route("resourceGraph")
+    if n < 3 or low[0] != "subscriptions":
+        return Route("unknown")
+    if n == 3 and low[2] == "resources":
+        return Route("resources", subscription=parts[1])
+    if n == 5 and low[2] == "resourcegroups" and low[4] == "resources":
+        return Route("resources", subscription=parts[1], group=parts[3])
+    if n >= 8 and low[2] == "resourcegroups" and low[4] == "providers":
+        resource_id = "/" + "/".join(parts[:8])
+        if n == 8:
+            return Route("resource", subscription=parts[1], resource_id=resource_id)
+        if n == 11 and low[8] == "providers" and low[9] == "microsoft.insights":
+            name = {
+                "metricdefinitions": "metricDefinitions",
+                "metrics": "metrics",
+                "metricnamespaces": "metricNamespaces",
+            }.get(low[10], "unknown")
+            return Route(name, subscription=parts[1], resource_id=resource_id)
+    return Route("unknown")
+
+
+def query_params(query_string: str) -> dict[str, str]:
+    """Query parameters with lower-cased keys (Azure matches keys without case), first value wins."""
+    parsed = parse_qs(query_string, keep_blank_values=True)
+    return {k.lower(): v[0] for k, v in parsed.items()}
+
+
+class _ArmBuckets:
+    """ARM's per-subscription read token bucket (250 reads, refilled at 25 per second)."""
+
+    def __init__(self) -> None:
+        self._state: dict[str, tuple[float, float]] = {}
+
+    def take(self, subscription: str) -> float:
+        """Consume one read; returns the reads left, negative when the bucket was empty."""
+        now = time.monotonic()
+        tokens, last = self._state.get(subscription.lower(), (ARM_READ_BUCKET, now))
+        tokens = min(ARM_READ_BUCKET, tokens + (now - last) * ARM_READ_REFILL)
+        if tokens >= 1.0:
+            tokens -= 1.0
+            self._state[subscription.lower()] = (tokens, now)
+            return tokens
+        self._state[subscription.lower()] = (tokens, now)
+        return tokens - 1.0
+
+
+class Simulator:
+    """Azure Entra ID, ARM, Azure Monitor metrics and getBatch, served over HTTPS on loopback."""
+
+    def __init__(
+        self,
+        spec: SimSpec | None = None,
+        clock: Clock | None = None,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ):
+        self.spec = spec or SimSpec()
+        self.clock = clock
+        self.faults = Faults(self.spec.seed)
+        self._host = host
+        self._port = port
+        self._backend = Backend(self.spec)
+        self._tokens: dict[str, str] = {}
+        self._calls: Counter[tuple[str, int]] = Counter()
+        self._calls_lock = threading.Lock()
+        self._arm = _ArmBuckets()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._runner: web.AppRunner | None = None
+        self._tmp: Path | None = None
+        self._url = ""
+
+    # ------------------------------------------------------------------------------------ lifecycle
+
+    def start(self) -> Simulator:
+        if self._thread is not None:
+            return self
+        self._tmp = Path(tempfile.mkdtemp(prefix="azure-sim-"))
+        ca = trustme.CA(organization_name="metrics-poller simulator")
+        ca.cert_pem.write_to_path(str(self._tmp / "ca.pem"))
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ca.issue_cert("127.0.0.1", "localhost", "::1").configure_cert(context)
+        started = threading.Event()
+        failure: list[BaseException] = []
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._serve, args=(context, started, failure), name="azure-simulator", daemon=True
+        )
+        self._thread.start()
+        started.wait()
+        if failure:
+            self._thread.join()
+            self._thread = None
+            raise failure[0]
+        return self
+
+    def _serve(self, context: ssl.SSLContext, started: threading.Event, failure: list[BaseException]) -> None:
+        assert self._loop is not None
+        loop = self._loop
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_until_complete(self._open(context))
+        except BaseException as exc:  # reported to start() in the caller's thread
+            failure.append(exc)
+            started.set()
+            loop.close()
+            return
+        started.set()
+        loop.run_forever()
+        if self._runner is not None:
+            loop.run_until_complete(self._runner.cleanup())
+        loop.close()
+
+    async def _open(self, context: ssl.SSLContext) -> None:
+        app = web.Application(client_max_size=16 * 1024 * 1024)
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        # Held "timeout" requests must not keep stop() waiting for long.
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self._host, self._port, ssl_context=context, backlog=1024)
+        await site.start()
+        server = site._server
+        assert server is not None
+        port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+        self._url = f"https://{self._host}:{port}"
+        self._backend.base_url = self._url
+
+    def stop(self) -> None:
+        if self._thread is None or self._loop is None:
+            return
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+        self._thread = None
+        if self._tmp is not None:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+            self._tmp = None
+
+    def __enter__(self) -> Simulator:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # --------------------------------------------------------------------------------- public facts
+
+    @property
+    def url(self) -> str:
+        return self._url
+
+    @property
+    def ca_path(self) -> str:
+        if self._tmp is None:
+            raise RuntimeError("the simulator is not running")
+        return str(self._tmp / "ca.pem")
+
+    @property
+    def tenant_id(self) -> str:
+        return self._backend.world.tenant_id
+
+    @property
+    def client_id(self) -> str:
+        return self._backend.world.client_id
+
+    @property
+    def client_secret(self) -> str:
+        return self._backend.world.client_secret
+
+    @property
+    def subscription_ids(self) -> list[str]:
+        return list(self._backend.world.subscription_ids)
+
+    @property
+    def accounts(self) -> list[SimAccount]:
+        return list(self._backend.world.accounts)
+
+    def azure_config(self, **overrides: Any) -> dict[str, Any]:
+        """The poller's `azure:` configuration section pointing at this simulator."""
+        config: dict[str, Any] = {
+            "subscriptions": [{"id": s} for s in self.subscription_ids],
+            "endpoints": {
+                "resource_manager": self.url,
+                "metrics": self.url + "/metrics/{region}",
+                "authority": self.url,
+            },
+            "ca_bundle": self.ca_path,
+            "credential": {
+                "type": "client_secret",
+                "tenant_id": self.tenant_id,
+                "client_id": self.client_id,
+                "client_secret": self.client_secret,
+            },
+        }
+        config.update(overrides)
+        return config
+
+    def now(self) -> datetime:
+        return self.clock() if self.clock is not None else datetime.now(UTC)
+
+    def delete_account(self, account_id: str) -> None:
+        self._backend.delete(account_id)
+
+    @property
+    def calls(self) -> Counter[tuple[str, int]]:
+        with self._calls_lock:
+            return Counter(self._calls)
+
+    def call_count(self, route: str) -> int:
+        with self._calls_lock:
+            return sum(n for (r, _), n in self._calls.items() if r == route)
+
+    def reset_calls(self) -> None:
+        with self._calls_lock:
+            self._calls.clear()
+
+    def expected(
+        self,
+        account_id: str,
+        metric: str,
+        start: datetime,
+        end: datetime,
+        grain: str | timedelta = "PT1M",
+        dimensions: Sequence[str] | None = None,
+    ) -> dict[frozenset[tuple[str, str]], dict[datetime, dict[str, float]]]:
+        """Ground truth: the final values the API serves for this request (see the package docs)."""
+        account = self._backend.known_account(account_id)
+        text = grain if isinstance(grain, str) else _duration_text(grain)
+        seconds, _ = parse_interval(text, end - start)
+        return self._backend.expected(account, metric, start, end, seconds, dimensions)
+
+    # ------------------------------------------------------------------------------------- handling
+
+    def _count(self, route: str, status: int) -> None:
+        with self._calls_lock:
+            self._calls[(route, status)] += 1
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        route = classify(request.method, request.path)
+        body = await request.read()
+        status = 0
+        try:
+            if self.spec.latency:
+                await asyncio.sleep(self.spec.latency)
+            text = f"{unquote(request.path)}?{unquote(request.query_string)}\n".lower()
+            text += body.decode("utf-8", "replace").lower()
+            rule = self.faults.pick(route.name, text)
+            if rule is not None and rule.kind in ("timeout", "reset"):
+                await self._drop(request, rule)
+                raise _Dropped
+            if rule is not None and rule.kind == "slow":
+                await asyncio.sleep(rule.delay)
+            reply = self._fault_reply(rule, route, request) or self._answer(route, request, body, rule)
+            status = reply.status
+            return _response(reply)
+        except _Dropped:
+            raise web.HTTPException() from None  # never sent: the connection is already gone
+        finally:
+            self._count(route.name, status)
+
+    async def _drop(self, request: web.Request, rule: FaultRule) -> None:
+        transport = request.transport
+        if rule.kind == "timeout":
+            await asyncio.sleep(rule.delay)
+        elif transport is not None:
+            raw = transport.get_extra_info("socket")
+            if raw is not None:
+                # Linger 0 turns the close into a TCP reset, as a crashed gateway would produce.
+                raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        if transport is not None:
+            transport.abort()
+
+    def _fault_reply(self, rule: FaultRule | None, route: Route, request: web.Request) -> Reply | None:
+        if rule is None or rule.kind in ("slow", "metric_error"):
+            return None
+        if rule.kind == "malformed":
+            return Reply(200, MALFORMED.get(route.name, MALFORMED_DEFAULT), {"Content-Type": "application/json"})
+        return error_reply(rule, route.name, request.path, route.subscription, self.client_id)
+
+    def _answer(self, route: Route, request: web.Request, body: bytes, rule: FaultRule | None) -> Reply:
+        failing = (rule.match or "*") if rule is not None and rule.kind == "metric_error" else None
+        try:
+            if route.name in ("openid", "token"):
+                return self._identity(route, request, body)
+            self._authenticate(route, request)
+            headers = self._throttle(route)
+            reply = self._dispatch(route, request, body, failing)
+            reply.headers.update(headers)
+            return reply
+        except ApiError as error:
+            return _error_reply(error, route.name)
+
+    def _identity(self, route: Route, request: web.Request, body: bytes) -> Reply:
+        from metrics_poller.simulator import identity
+
+        assert route.tenant is not None
+        if route.name == "openid":
+            return identity.openid_configuration(self.url, route.tenant, self.tenant_id)
+        reply, token, audience = identity.issue_token(
+            route.tenant, body, self.tenant_id, self.client_id, self.client_secret
+        )
+        if token is not None and audience is not None:
+            self._tokens[token] = audience
+        return reply
+
+    def _authenticate(self, route: Route, request: web.Request) -> None:
+        header = request.headers.get("Authorization", "")
+        if not header.lower().startswith("bearer "):
+            raise _auth_error("AuthenticationFailed", "Authentication failed. The 'Authorization' header is missing.")
+        audience = self._tokens.get(header[7:].strip())
+        if audience is None:
+            raise _auth_error("InvalidAuthenticationToken", "The access token is invalid.")
+        wanted = METRICS_AUDIENCES if route.name == "getBatch" else ARM_AUDIENCES
+        if route.name != "unknown" and audience not in wanted:
+            raise _auth_error(
+                "InvalidAuthenticationTokenAudience",
+                f"The access token has been obtained for wrong audience or resource '{audience}'. "
+                "It should exactly "
+                f"match with one of the allowed audiences '{', '.join(sorted(wanted))}'.",
+            )
+
+    def _throttle(self, route: Route) -> dict[str, str]:
+        if route.name not in ARM_ROUTES or route.subscription is None:
+            return {}
+        if not self.spec.arm_rate_limit:
+            return {"x-ms-ratelimit-remaining-subscription-reads": "249"}
+        left = self._arm.take(route.subscription)
+        if left < 0:
+            wait = max(1, math.ceil(-left / ARM_READ_REFILL))
+            raise ApiError(
+                429,
+                "SubscriptionRequestsThrottled",
+                f"Number of read requests for subscription '{route.subscription}' exceeded the limit of "
+                f"'{int(ARM_READ_BUCKET)}'. Please try again after '{wait}' seconds.",
+                backend=False,
+                retry_after=wait,
+            )
+        return {"x-ms-ratelimit-remaining-subscription-reads": str(int(left))}
+
+    def _dispatch(self, route: Route, request: web.Request, body: bytes, failing: str | None) -> Reply:
+        backend = self._backend
+        params = query_params(request.query_string)
+        expected_method = "POST" if route.name in ("getBatch", "resourceGraph") else "GET"
+        if route.name == "unknown" or request.method != expected_method:
+            raise ApiError(404, "InvalidResourceType", f"No route for {request.method} {request.path}.", backend=False)
+        if route.name == "resources":
+            assert route.subscription is not None
+            return backend.list_resources(request.path, route.subscription, route.group, params)
+        if route.name == "resourceGraph":
+            return backend.resource_graph(body)
+        if route.name == "getBatch":
+            assert route.region is not None and route.subscription is not None
+            return backend.get_batch(route.region, route.subscription, params, body, self.now(), failing)
+        assert route.resource_id is not None
+        if route.name == "resource":
+            return backend.get_resource(route.resource_id)
+        if route.name == "metricDefinitions":
+            return backend.metric_definitions(route.resource_id, params)
+        if route.name == "metricNamespaces":
+            return backend.metric_namespaces(route.resource_id)
+        return backend.arm_metrics(route.resource_id, params, self.now(), failing)
+
+
+class _Dropped(Exception):
+    """The connection was deliberately dropped; nothing is to be sent."""
+
+
+def _auth_error(code: str, message: str) -> ApiError:
+    return ApiError(401, code, message, backend=False)
+
+
+def _error_reply(error: ApiError, route: str) -> Reply:
+    headers: dict[str, str] = {}
+    if error.retry_after is not None:
+        headers["Retry-After"] = str(error.retry_after)
+    if error.status == 401:
+        headers["WWW-Authenticate"] = f'Bearer error="invalid_token", error_description="{error.message}"'
+    if route == "getBatch":
+        headers["x-ms-error-code"] = error.code
+        info = additional_info(error.exception_type)
+        return Reply(
+            error.status,
+            {"error": {"additionalInfo": info, "code": error.code, "message": error.message}},
+            headers,
+        )
+    if route == "metrics" and error.backend:
+        return Reply(error.status, {"code": error.code, "message": error.message}, headers)
+    return Reply(error.status, {"error": {"code": error.code, "message": error.message}}, headers)
+
+
+def _response(reply: Reply) -> web.Response:
+    headers: Mapping[str, str] = reply.headers
+    if isinstance(reply.body, bytes):
+        content_type = headers.get("Content-Type", "application/json")
+        rest = {k: v for k, v in headers.items() if k != "Content-Type"}
+        return web.Response(status=reply.status, body=reply.body, headers={**rest, "Content-Type": content_type})
+    payload = orjson.dumps(reply.body)
+    return web.Response(status=reply.status, body=payload, headers={**headers, "Content-Type": "application/json"})
+
+
+def _duration_text(grain: timedelta) -> str:
+    from metrics_poller.model import iso_duration
+
+    return iso_duration(grain)

@@ -1,0 +1,123 @@
+"""The simulator's plain configuration and world types."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+ROUTES = (
+    "openid",
+    "token",
+    "resources",
+    "resource",
+    "metricDefinitions",
+    "metricNamespaces",
+    "metrics",
+    "getBatch",
+    "resourceGraph",
+)
+FAULT_KINDS = (
+    "400",
+    "401",
+    "403",
+    "404",
+    "429",
+    "500",
+    "503",
+    "529",
+    "timeout",
+    "reset",
+    "malformed",
+    "slow",
+    "metric_error",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class SimSpec:
+    """Shape and behaviour of one simulated Azure estate; everything derives from `seed`."""
+
+    seed: int = 42
+    subscriptions: int = 2
+    regions: tuple[str, ...] = ("eastus", "westeurope", "swedencentral")
+    accounts_per_region: int = 3
+    other_accounts_per_region: int = 1
+    resource_groups_per_subscription: int = 2
+    publication_delay: float = 0.0
+    latency: float = 0.0
+    page_size: int = 100
+    batch_missing_resource: Literal["omit", "error"] = "omit"
+    arm_rate_limit: bool = False
+    undefined_metrics: frozenset[str] = frozenset()
+    undefined_dimensions: Mapping[str, frozenset[str]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.subscriptions < 1 or self.resource_groups_per_subscription < 1 or not self.regions:
+            raise ValueError("a simulation needs at least one subscription, resource group and region")
+        if self.accounts_per_region < 0 or self.other_accounts_per_region < 0:
+            raise ValueError("account counts must not be negative")
+        if self.page_size < 1:
+            raise ValueError("page_size must be positive")
+        if self.batch_missing_resource not in ("omit", "error"):
+            raise ValueError("batch_missing_resource must be 'omit' or 'error'")
+
+    def hidden_dimensions(self, metric: str) -> frozenset[str]:
+        """Lower-cased dimension names the simulated definitions leave out for `metric`."""
+        return frozenset(d.lower() for d in self.undefined_dimensions.get(metric, frozenset()))
+
+    def metric_defined(self, metric: str) -> bool:
+        return metric not in self.undefined_metrics
+
+
+@dataclass(frozen=True, slots=True)
+class FaultRule:
+    """One injected failure. `route` is a route name or "*"; `match` a case-insensitive substring of
+    the request path, query or body; `times` None means unlimited."""
+
+    route: str
+    kind: str
+    retry_after: int | None = 1
+    times: int | None = None
+    match: str | None = None
+    probability: float = 1.0
+    delay: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.route != "*" and self.route not in ROUTES:
+            raise ValueError(f"unknown route {self.route!r}; expected one of *, {', '.join(ROUTES)}")
+        if self.kind not in FAULT_KINDS:
+            raise ValueError(f"unknown fault kind {self.kind!r}; expected one of {', '.join(FAULT_KINDS)}")
+        if not 0.0 <= self.probability <= 1.0:
+            raise ValueError("probability must be within [0, 1]")
+        if self.times is not None and self.times < 0:
+            raise ValueError("times must not be negative")
+
+
+@dataclass(frozen=True, slots=True)
+class SimDeployment:
+    """A model deployment inside an account (its name is the ModelDeploymentName dimension)."""
+
+    name: str
+    model: str
+    version: str
+    sku: Literal["Standard", "ProvisionedManaged"]
+
+
+@dataclass(frozen=True, slots=True)
+class SimAccount:
+    """One Cognitive Services account of the simulated estate."""
+
+    id: str
+    name: str
+    subscription_id: str
+    resource_group: str
+    location: str
+    kind: str
+    tags: Mapping[str, str]
+    deployments: tuple[SimDeployment, ...]
+    index: int = 0  # position in the world; keys the account's data
+
+    @property
+    def key(self) -> str:
+        return self.id.lower()

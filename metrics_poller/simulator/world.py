@@ -1,0 +1,220 @@
+"""The simulated estate: subscriptions, resource groups, accounts and deployments (pure, seeded)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from metrics_poller.simulator.hashing import guid, key64, mix64, pick, uniform
+from metrics_poller.simulator.spec import SimAccount, SimDeployment, SimSpec
+
+ACCOUNT_TYPE = "Microsoft.CognitiveServices/accounts"
+OPENAI_KINDS = ("OpenAI", "OpenAI", "OpenAI", "AIServices")
+OTHER_KINDS = ("SpeechServices", "Face", "ComputerVision", "TextAnalytics")
+_OTHER_PREFIX = {
+    "SpeechServices": "speech",
+    "Face": "face",
+    "ComputerVision": "vision",
+    "TextAnalytics": "lang",
+}
+
+# Azure writes the display name on request metrics ("East US") and the short name elsewhere.
+REGION_DISPLAY = {
+    "eastus": "East US",
+    "eastus2": "East US 2",
+    "westus": "West US",
+    "westus2": "West US 2",
+    "westus3": "West US 3",
+    "centralus": "Central US",
+    "northcentralus": "North Central US",
+    "southcentralus": "South Central US",
+    "canadaeast": "Canada East",
+    "brazilsouth": "Brazil South",
+    "westeurope": "West Europe",
+    "northeurope": "North Europe",
+    "swedencentral": "Sweden Central",
+    "francecentral": "France Central",
+    "germanywestcentral": "Germany West Central",
+    "switzerlandnorth": "Switzerland North",
+    "uksouth": "UK South",
+    "norwayeast": "Norway East",
+    "polandcentral": "Poland Central",
+    "japaneast": "Japan East",
+    "koreacentral": "Korea Central",
+    "australiaeast": "Australia East",
+    "southindia": "South India",
+    "southeastasia": "Southeast Asia",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Model:
+    name: str
+    version: str
+    family: str  # "chat", "embedding" or "realtime"
+
+
+MODELS: tuple[Model, ...] = (
+    Model("gpt-4o", "2024-08-06", "chat"),
+    Model("gpt-4o", "2024-11-20", "chat"),
+    Model("gpt-4o-mini", "2024-07-18", "chat"),
+    Model("gpt-4.1", "2025-04-14", "chat"),
+    Model("gpt-4.1-mini", "2025-04-14", "chat"),
+    Model("gpt-35-turbo", "0125", "chat"),
+    Model("o3-mini", "2025-01-31", "chat"),
+    Model("text-embedding-3-large", "1", "embedding"),
+    Model("text-embedding-3-small", "1", "embedding"),
+    Model("text-embedding-ada-002", "2", "embedding"),
+    Model("gpt-4o-realtime-preview", "2024-12-17", "realtime"),
+)
+MODELS_BY_KEY = {(m.name, m.version): m for m in MODELS}
+_DEPLOYMENT_SUFFIXES = ("", "-prod", "-dev", "-eu", "-batch", "-app")
+
+
+def region_display(region: str) -> str:
+    return REGION_DISPLAY.get(region.lower(), region)
+
+
+def model_of(deployment: SimDeployment) -> Model:
+    return MODELS_BY_KEY[(deployment.model, deployment.version)]
+
+
+@dataclass(frozen=True, slots=True)
+class Resource:
+    """A non-account resource, listed by ARM so that the `resourceType` filter has something to drop."""
+
+    id: str
+    name: str
+    type: str
+    subscription_id: str
+    resource_group: str
+    location: str
+
+
+@dataclass(frozen=True, slots=True)
+class World:
+    tenant_id: str
+    client_id: str
+    client_secret: str
+    subscription_ids: tuple[str, ...]
+    resource_groups: dict[str, tuple[str, ...]]  # subscription id -> resource group names
+    accounts: tuple[SimAccount, ...]
+    other_resources: tuple[Resource, ...]
+
+
+def build_world(spec: SimSpec) -> World:
+    """Every subscription, resource group, account and deployment of `spec`, deterministically."""
+    subscriptions = tuple(guid(spec.seed, "subscription", i) for i in range(spec.subscriptions))
+    groups = {s: _resource_groups(spec, s, i) for i, s in enumerate(subscriptions)}
+    accounts: list[SimAccount] = []
+    for s_index, subscription in enumerate(subscriptions):
+        for region in spec.regions:
+            for n in range(spec.accounts_per_region):
+                accounts.append(_account(spec, subscription, s_index, groups[subscription], region, n, len(accounts)))
+            for n in range(spec.other_accounts_per_region):
+                accounts.append(_other(spec, subscription, s_index, groups[subscription], region, n, len(accounts)))
+    return World(
+        tenant_id=guid(spec.seed, "tenant"),
+        client_id=guid(spec.seed, "client"),
+        client_secret=f"sim~{key64(spec.seed, 'secret'):016x}",
+        subscription_ids=subscriptions,
+        resource_groups=groups,
+        accounts=tuple(accounts),
+        other_resources=tuple(r for s in subscriptions for r in _storage_accounts(spec, s, groups[s])),
+    )
+
+
+def _resource_groups(spec: SimSpec, subscription: str, index: int) -> tuple[str, ...]:
+    stems = ("ai-prod", "ai-dev", "openai-shared", "ml-platform", "chatbots", "search")
+    return tuple(f"rg-{stems[g % len(stems)]}-{index:02d}{g:02d}" for g in range(spec.resource_groups_per_subscription))
+
+
+def _resource_id(subscription: str, group: str, name: str, rtype: str = ACCOUNT_TYPE) -> str:
+    return f"/subscriptions/{subscription}/resourceGroups/{group}/providers/{rtype}/{name}"
+
+
+def _account(
+    spec: SimSpec, subscription: str, s_index: int, groups: tuple[str, ...], region: str, n: int, index: int
+) -> SimAccount:
+    key = key64(spec.seed, "account", subscription, region, n)
+    kind = pick(key, 1, OPENAI_KINDS)
+    name = f"{'aoai' if kind == 'OpenAI' else 'aisvc'}-{region}-{s_index:02d}{n:04d}"
+    group = groups[mix64(key ^ 2) % len(groups)]
+    return SimAccount(
+        id=_resource_id(subscription, group, name),
+        name=name,
+        subscription_id=subscription,
+        resource_group=group,
+        location=region,
+        kind=kind,
+        tags=_tags(key),
+        deployments=_deployments(key),
+        index=index,
+    )
+
+
+def _other(
+    spec: SimSpec, subscription: str, s_index: int, groups: tuple[str, ...], region: str, n: int, index: int
+) -> SimAccount:
+    key = key64(spec.seed, "other", subscription, region, n)
+    kind = OTHER_KINDS[(n + s_index) % len(OTHER_KINDS)]
+    name = f"{_OTHER_PREFIX[kind]}-{region}-{s_index:02d}{n:04d}"
+    group = groups[mix64(key ^ 2) % len(groups)]
+    return SimAccount(
+        id=_resource_id(subscription, group, name),
+        name=name,
+        subscription_id=subscription,
+        resource_group=group,
+        location=region,
+        kind=kind,
+        tags=_tags(key),
+        deployments=(),
+        index=index,
+    )
+
+
+def _tags(key: int) -> dict[str, str]:
+    # About a third of real accounts carry no tags at all; ARM then omits the key.
+    if uniform(key, 3) < 0.35:
+        return {}
+    tags = {
+        "env": pick(key, 4, ("prod", "dev", "test")),
+        "team": pick(key, 5, ("search", "support", "platform")),
+    }
+    if uniform(key, 6) < 0.5:
+        tags["costCenter"] = f"cc-{mix64(key ^ 7) % 900 + 100}"
+    return tags
+
+
+def _deployments(key: int) -> tuple[SimDeployment, ...]:
+    count = 1 + mix64(key ^ 10) % 4
+    out: list[SimDeployment] = []
+    names: set[str] = set()
+    for i in range(count):
+        model = MODELS[mix64(key ^ (11 + i * 7919)) % len(MODELS)]
+        provisioned = model.family == "chat" and uniform(key, 12 + i * 7919) < 0.3
+        name = model.name + _DEPLOYMENT_SUFFIXES[mix64(key ^ (13 + i * 7919)) % len(_DEPLOYMENT_SUFFIXES)]
+        if provisioned:
+            name += "-ptu"
+        while name in names:
+            name += f"-{i}"
+        names.add(name)
+        out.append(SimDeployment(name, model.name, model.version, "ProvisionedManaged" if provisioned else "Standard"))
+    return tuple(out)
+
+
+def _storage_accounts(spec: SimSpec, subscription: str, groups: tuple[str, ...]) -> list[Resource]:
+    out = []
+    for g, group in enumerate(groups):
+        name = f"st{key64(spec.seed, subscription, group) % 10**10:010d}"
+        rtype = "Microsoft.Storage/storageAccounts"
+        out.append(
+            Resource(
+                _resource_id(subscription, group, name, rtype),
+                name,
+                rtype,
+                subscription,
+                group,
+                spec.regions[g % len(spec.regions)],
+            )
+        )
+    return out

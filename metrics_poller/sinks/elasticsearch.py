@@ -1,0 +1,682 @@
+"""The Elasticsearch sink: client construction, template set-up, bulk writes and the cursor store.
+
+The only module that knows the `elasticsearch` client. Writes are `create`-only into the data stream
+(elastic-compat.md §1, §11): a 409 means "already stored", so a window written twice is harmless.
+Retry policy is owned here (the client's own retries are off for bulk), so a cycle never waits longer
+than `retry_attempts` backoffs for one batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import random
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import Enum
+from pathlib import Path
+from typing import Any, cast
+
+import orjson
+from elastic_transport import ConnectionTimeout, TransportError
+from elasticsearch import (
+    ApiError,
+    AsyncElasticsearch,
+    AuthenticationException,
+    AuthorizationException,
+)
+from elasticsearch.serializer import OrjsonSerializer
+
+from metrics_poller import templates
+from metrics_poller.config import Elasticsearch as ElasticsearchConfig
+from metrics_poller.model import Document, Outcome
+from metrics_poller.state import StateError
+from metrics_poller.telemetry import DOCUMENTS
+
+log = logging.getLogger(__name__)
+
+CURSOR_INDEX = "metrics_poller_cursors"
+RETRY_STATUSES = frozenset({429, 502, 503, 504})
+# Per-item errors that mean "the cluster is busy or degraded", whatever their status.
+RETRY_ERROR_TYPES = frozenset(
+    {"es_rejected_execution_exception", "circuit_breaking_exception", "unavailable_shards_exception"}
+)
+AUTH_STATUSES = frozenset({401, 403})
+_URL_USERINFO = re.compile(r"//[^/@\s]+@")
+
+
+class SinkError(Exception):
+    """The sink cannot work at all (credentials, privileges, unreachable cluster); one line, no secrets."""
+
+
+# --------------------------------------------------------------------------------------------- client
+
+
+def build_client(cfg: ElasticsearchConfig) -> AsyncElasticsearch:
+    """An `AsyncElasticsearch` for the configured hosts or Cloud id, credentials and TLS settings."""
+    options: dict[str, Any] = {
+        "request_timeout": cfg.request_timeout,
+        "http_compress": True,
+        "serializer": OrjsonSerializer(),
+        "verify_certs": cfg.verify_certs,
+        # Transport-level retries help the small set-up and cursor calls; bulk turns them off.
+        "max_retries": 3,
+        "retry_on_timeout": True,
+    }
+    if cfg.cloud_id:
+        options["cloud_id"] = cfg.cloud_id
+    else:
+        options["hosts"] = list(cfg.hosts)
+    if cfg.ca_certs:
+        options["ca_certs"] = cfg.ca_certs
+    if not cfg.verify_certs:
+        log.warning(
+            "elasticsearch.verify_certs is false: TLS certificates are not checked, so the connection "
+            "(and its credentials) can be intercepted; set ca_certs instead"
+        )
+        options["ssl_show_warn"] = False
+    options.update(auth_options(cfg))
+    return AsyncElasticsearch(**options)
+
+
+def auth_options(cfg: ElasticsearchConfig) -> dict[str, Any]:
+    """Client keyword arguments for the one configured credential (API key > bearer > basic)."""
+    configured = [
+        name
+        for name, present in (
+            ("api_key", cfg.api_key is not None),
+            ("bearer_token", cfg.bearer_token is not None),
+            ("username", cfg.username is not None),
+        )
+        if present
+    ]
+    if len(configured) > 1:
+        log.warning(
+            "several Elasticsearch credentials are configured (%s); using %s",
+            ", ".join(configured),
+            configured[0],
+        )
+    if cfg.api_key is not None:
+        key = cfg.api_key.get_secret_value()
+        # Accept both the encoded form and the `id:api_key` pair Kibana also shows.
+        return {"api_key": tuple(key.split(":", 1)) if ":" in key else key}
+    if cfg.bearer_token is not None:
+        return {"bearer_auth": cfg.bearer_token.get_secret_value()}
+    if cfg.username is not None:
+        password = cfg.password.get_secret_value() if cfg.password is not None else ""
+        return {"basic_auth": (cfg.username, password)}
+    return {}
+
+
+def secrets_of(cfg: ElasticsearchConfig) -> tuple[str, ...]:
+    """The secret strings in a configuration, for redaction."""
+    values = (cfg.api_key, cfg.password, cfg.bearer_token)
+    out: list[str] = []
+    for value in values:
+        if value is not None and value.get_secret_value():
+            secret = value.get_secret_value()
+            out.append(secret)
+            out.extend(part for part in secret.split(":", 1) if len(part) >= 8)
+    return tuple(out)
+
+
+def redact(text: str, secrets: Sequence[str]) -> str:
+    """`text` with every secret, and any credentials written into a URL, replaced."""
+    for secret in sorted(secrets, key=len, reverse=True):
+        text = text.replace(secret, "[redacted]")
+    return _URL_USERINFO.sub("//[redacted]@", text)
+
+
+def describe(exc: BaseException, secrets: Sequence[str] = ()) -> str:
+    """One line about a client error, without the request body, headers or secrets."""
+    if isinstance(exc, ApiError):
+        error = exc.body.get("error") if isinstance(exc.body, Mapping) else None
+        kind = error.get("type") if isinstance(error, Mapping) else None
+        reason = error.get("reason") if isinstance(error, Mapping) else None
+        text = f"HTTP {exc.meta.status}" + (f" {kind}" if kind else "") + (f": {reason}" if reason else "")
+    elif isinstance(exc, ConnectionTimeout):
+        text = "request timed out"
+    elif isinstance(exc, TransportError):
+        text = f"connection failed ({type(exc).__name__}: {exc.message})"
+    else:
+        text = f"{type(exc).__name__}: {exc}"
+    return redact(" ".join(text.split())[:500], secrets)
+
+
+def _auth_error(exc: ApiError, secrets: Sequence[str]) -> SinkError:
+    what = "authentication failed" if exc.meta.status == 401 else "the credentials lack a privilege"
+    return SinkError(f"Elasticsearch {what}: {describe(exc, secrets)}")
+
+
+# ---------------------------------------------------------------------------------------------- setup
+
+
+async def setup(client: AsyncElasticsearch, cfg: ElasticsearchConfig) -> list[str]:
+    """Install the component and index templates when they differ from what is installed.
+
+    Idempotent: an up-to-date template is reported "unchanged" and not written. Elastic's own
+    integration template is respected unless `overwrite_templates` is set.
+    """
+    wanted = templates.build(tsds=cfg.tsds, look_back=cfg.look_back, retention=cfg.retention)
+    secrets = secrets_of(cfg)
+    try:
+        return await _setup(client, cfg, wanted)
+    except (AuthenticationException, AuthorizationException) as exc:
+        raise _auth_error(exc, secrets) from None
+    except (ApiError, TransportError) as exc:
+        raise SinkError(f"Elasticsearch set-up failed: {describe(exc, secrets)}") from None
+
+
+async def _setup(client: AsyncElasticsearch, cfg: ElasticsearchConfig, wanted: templates.Templates) -> list[str]:
+    info = await client.info()
+    lines = [
+        f"connected to Elasticsearch {info.get('version', {}).get('number', '?')} "
+        f"(cluster {info.get('cluster_name', '?')})"
+    ]
+    integration = await _get_template(client, "index", templates.INTEGRATION_TEMPLATE)
+    if integration is not None and not cfg.overwrite_templates:
+        lines.append(
+            f"index template {templates.INTEGRATION_TEMPLATE} (Elastic's azure_openai integration) is "
+            f"installed and governs {templates.INDEX_PATTERN}: left it alone and installed nothing; "
+            "fields it does not map are mapped dynamically. Set elasticsearch.overwrite_templates: true "
+            f"to install {templates.INDEX_TEMPLATE} at priority {templates.PRIORITY}, above it"
+        )
+        return lines
+    changed = False
+    for kind, bodies in (("component", wanted.component_templates), ("index", wanted.index_templates)):
+        for name, body in bodies.items():
+            line, did_write = await _ensure(client, kind, name, body)
+            lines.append(line)
+            changed = changed or did_write
+    if integration is not None:
+        lines.append(
+            f"{templates.INDEX_TEMPLATE} (priority {templates.PRIORITY}) takes precedence over "
+            f"{templates.INTEGRATION_TEMPLATE} for new backing indices (overwrite_templates is true)"
+        )
+    if changed and await _data_stream_exists(client, cfg.data_stream):
+        lines.append(
+            f"data stream {cfg.data_stream} exists: the new templates apply from its next backing index "
+            f"(POST {cfg.data_stream}/_rollover to apply them now)"
+        )
+    return lines
+
+
+async def _ensure(client: AsyncElasticsearch, kind: str, name: str, body: Mapping[str, Any]) -> tuple[str, bool]:
+    installed = await _get_template(client, kind, name)
+    if installed is not None and templates.installed_fingerprint(installed) == templates.fingerprint(body):
+        return f"{kind} template {name}: unchanged", False
+    if kind == "component":
+        await client.cluster.put_component_template(name=name, body=dict(body))
+    else:
+        await client.indices.put_index_template(name=name, body=dict(body))
+    return f"{kind} template {name}: {'created' if installed is None else 'updated'}", True
+
+
+async def _get_template(client: AsyncElasticsearch, kind: str, name: str) -> Mapping[str, Any] | None:
+    """The installed body of one template, or None when there is none."""
+    quiet = client.options(ignore_status=404)
+    if kind == "component":
+        response = await quiet.cluster.get_component_template(name=name)
+        key, inner = "component_templates", "component_template"
+    else:
+        response = await quiet.indices.get_index_template(name=name)
+        key, inner = "index_templates", "index_template"
+    if response.meta.status == 404:
+        return None
+    for entry in response.body.get(key, []):
+        if entry.get("name") == name:
+            body = entry.get(inner)
+            return body if isinstance(body, Mapping) else None
+    return None
+
+
+async def _data_stream_exists(client: AsyncElasticsearch, name: str) -> bool:
+    response = await client.options(ignore_status=404).indices.get_data_stream(name=name)
+    return response.meta.status != 404 and bool(response.body.get("data_streams"))
+
+
+# ------------------------------------------------------------------------------------------- check
+
+CLUSTER_PRIVILEGES = ("monitor", "manage_index_templates")
+STREAM_PRIVILEGES = ("create_doc", "auto_configure", "view_index_metadata")
+CURSOR_PRIVILEGES = ("read", "write", "create_index")
+
+
+async def check_access(client: AsyncElasticsearch, cfg: ElasticsearchConfig) -> list[str]:
+    """Connectivity, privileges and template state, one line each, for `metrics-poller check`.
+
+    Raises `SinkError` when the cluster is unreachable, the credentials are refused, or a privilege
+    the writer needs is missing.
+    """
+    secrets = secrets_of(cfg)
+    try:
+        info = await client.info()
+        lines = [
+            f"elasticsearch: connected to {info.get('version', {}).get('number', '?')} "
+            f"(cluster {info.get('cluster_name', '?')})"
+        ]
+        lines.extend(await _check_privileges(client, cfg))
+        lines.append(await _template_state(client, cfg))
+    except (AuthenticationException, AuthorizationException) as exc:
+        raise _auth_error(exc, secrets) from None
+    except (ApiError, TransportError) as exc:
+        raise SinkError(f"Elasticsearch check failed: {describe(exc, secrets)}") from None
+    return lines
+
+
+def missing_privileges(response: Mapping[str, Any]) -> list[str]:
+    """`privilege on target` for every `false` in a `_has_privileges` answer."""
+    missing = [f"cluster privilege {name}" for name, ok in response.get("cluster", {}).items() if not ok]
+    for target, privileges in response.get("index", {}).items():
+        missing.extend(f"{name} on {target}" for name, ok in privileges.items() if not ok)
+    return missing
+
+
+async def _check_privileges(client: AsyncElasticsearch, cfg: ElasticsearchConfig) -> list[str]:
+    response = await client.options(ignore_status=(400, 500)).security.has_privileges(
+        cluster=list(CLUSTER_PRIVILEGES),
+        index=[
+            {"names": [cfg.data_stream], "privileges": list(STREAM_PRIVILEGES)},
+            {"names": [CURSOR_INDEX], "privileges": list(CURSOR_PRIVILEGES)},
+        ],
+    )
+    if response.meta.status != 200:
+        # Security disabled (or unlicensed): every request is allowed, nothing to check.
+        return ["elasticsearch: privileges not checked (security is not enabled on this cluster)"]
+    missing = missing_privileges(response.body)
+    writer = [m for m in missing if not m.endswith(f" on {CURSOR_INDEX}")]
+    if writer:
+        raise SinkError(f"the Elasticsearch credentials lack: {', '.join(writer)}")
+    lines = ["elasticsearch: privileges ok for writing " + cfg.data_stream]
+    if len(missing) > len(writer):
+        lines.append(
+            f"elasticsearch: no {', '.join(m.split(' on ')[0] for m in missing if m not in writer)} on "
+            f"{CURSOR_INDEX} (needed only with state.backend: elasticsearch)"
+        )
+    return lines
+
+
+async def _template_state(client: AsyncElasticsearch, cfg: ElasticsearchConfig) -> str:
+    wanted = templates.build(tsds=cfg.tsds, look_back=cfg.look_back, retention=cfg.retention)
+    installed = await _get_template(client, "index", templates.INDEX_TEMPLATE)
+    if installed is None:
+        if await _get_template(client, "index", templates.INTEGRATION_TEMPLATE) is not None:
+            return f"elasticsearch: Elastic's {templates.INTEGRATION_TEMPLATE} template governs the stream"
+        return "elasticsearch: templates not installed; run `metrics-poller setup`"
+    body = wanted.index_templates[templates.INDEX_TEMPLATE]
+    if templates.installed_fingerprint(installed) != templates.fingerprint(body):
+        return "elasticsearch: templates differ from this configuration; run `metrics-poller setup`"
+    return "elasticsearch: templates installed and current"
+
+
+# --------------------------------------------------------------------------------- bulk classification
+
+
+class Verdict(Enum):
+    """What to do with one bulk item."""
+
+    CREATED = "created"
+    DUPLICATE = "duplicate"
+    RETRY = "retry"
+    PERMANENT = "permanent"
+    FATAL = "fatal"  # credentials or privileges: nothing will work until an operator acts
+
+
+def classify(status: int, error: Mapping[str, Any] | None) -> Verdict:
+    """Pure mapping of one bulk item result to a verdict."""
+    kind = error.get("type") if error else None
+    if 200 <= status < 300:
+        return Verdict.CREATED
+    if status == 409:
+        return Verdict.DUPLICATE if kind == "version_conflict_engine_exception" else Verdict.RETRY
+    if status in AUTH_STATUSES and kind == "security_exception":
+        return Verdict.FATAL
+    if status == 429 or status >= 500 or kind in RETRY_ERROR_TYPES:
+        return Verdict.RETRY
+    return Verdict.PERMANENT
+
+
+def plan_batches(sizes: Sequence[int], max_count: int, max_bytes: int) -> list[list[int]]:
+    """Split item positions into consecutive batches of ≤ `max_count` items and ≤ `max_bytes` bytes
+    (an item larger than `max_bytes` travels alone)."""
+    batches: list[list[int]] = []
+    current: list[int] = []
+    current_bytes = 0
+    for position, size in enumerate(sizes):
+        if current and (len(current) >= max_count or current_bytes + size > max_bytes):
+            batches.append(current)
+            current, current_bytes = [], 0
+        current.append(position)
+        current_bytes += size
+    if current:
+        batches.append(current)
+    return batches
+
+
+def backoff_delay(attempt: int, initial: float, cap: float, rng: random.Random) -> float:
+    """Exponential backoff with jitter before retry number `attempt` (1-based)."""
+    ceiling = min(cap, initial * 2.0 ** (attempt - 1))
+    return ceiling / 2 + rng.uniform(0, ceiling / 2)
+
+
+def dead_letter_record(document: Document, status: int, error: Mapping[str, Any] | None, now: datetime) -> bytes:
+    """One NDJSON line of the dead-letter file."""
+    record = {
+        "@timestamp": now.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "reason": dict(error or {}),
+        "status": status,
+        "_id": document.id,
+        "document": document.source,
+    }
+    return orjson.dumps(record) + b"\n"
+
+
+# ------------------------------------------------------------------------------------------------ sink
+
+
+class _Abandon(Exception):
+    """The batch cannot succeed by retrying now; its documents stay RETRYABLE."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Encoded:
+    action: bytes
+    body: bytes
+
+    @property
+    def size(self) -> int:
+        return len(self.action) + len(self.body) + 2
+
+
+class ElasticsearchSink:
+    """Bulk `create` writer into `cfg.data_stream`; see `write` for the outcome of each document."""
+
+    def __init__(
+        self,
+        client: AsyncElasticsearch,
+        cfg: ElasticsearchConfig,
+        dead_letter_path: str | None,
+        *,
+        backoff_initial: float = 0.5,
+        backoff_max: float = 30.0,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._client = client
+        self._cfg = cfg
+        self._stream = cfg.data_stream
+        # In TSDS mode Elasticsearch derives `_id` from the dimensions and rejects a different one.
+        self._send_ids = not cfg.tsds
+        self._dead_letter = Path(dead_letter_path) if dead_letter_path else None
+        self._backoff = (backoff_initial, backoff_max)
+        self._rng = rng or random.Random()
+        self._secrets = secrets_of(cfg)
+        self._semaphore = asyncio.Semaphore(cfg.concurrency)
+        self._dead_letter_lock = asyncio.Lock()
+
+    async def write(self, documents: Sequence[Document]) -> list[Outcome]:
+        """Store `documents`; one outcome per document, in input order.
+
+        CREATED / DUPLICATE: stored. RETRYABLE: not stored after every retry (fetch again).
+        PERMANENT: rejected by Elasticsearch and written to the dead-letter file. Raises `SinkError`
+        when the credentials are refused.
+        """
+        if not documents:
+            return []
+        encoded = [self._encode(d) for d in documents]
+        outcomes = [Outcome.RETRYABLE] * len(documents)
+        batches = plan_batches([e.size for e in encoded], self._cfg.batch_size, self._cfg.batch_bytes)
+        tasks = [asyncio.create_task(self._write_batch(b, documents, encoded, outcomes)) for b in batches]
+        try:
+            await asyncio.gather(*tasks)
+        except BaseException:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
+        for outcome in outcomes:
+            DOCUMENTS.labels(outcome=outcome.value).inc()
+        return outcomes
+
+    async def close(self) -> None:
+        """Close the client's connections."""
+        await self._client.close()
+
+    def _encode(self, document: Document) -> _Encoded:
+        action = {"create": {"_id": document.id}} if self._send_ids else {"create": {}}
+        return _Encoded(orjson.dumps(action), orjson.dumps(document.source))
+
+    async def _write_batch(
+        self,
+        positions: list[int],
+        documents: Sequence[Document],
+        encoded: Sequence[_Encoded],
+        outcomes: list[Outcome],
+    ) -> None:
+        pending = positions
+        for attempt in range(1, self._cfg.retry_attempts + 1):
+            if attempt > 1:
+                await asyncio.sleep(backoff_delay(attempt - 1, *self._backoff, self._rng))
+            try:
+                items = await self._send(pending, encoded)
+            except _Abandon:
+                return
+            if items is None:
+                continue
+            if len(items) != len(pending):
+                log.error("Elasticsearch answered %d bulk items for %d documents", len(items), len(pending))
+                return
+            pending = await self._settle(pending, items, documents, outcomes)
+            if not pending:
+                return
+        log.warning(
+            "%d documents not stored after %d bulk attempts; they will be fetched again",
+            len(pending),
+            self._cfg.retry_attempts,
+        )
+
+    async def _send(self, positions: Sequence[int], encoded: Sequence[_Encoded]) -> list[Any] | None:
+        """One bulk request; its items, or None when the whole request should be retried."""
+        payload = bytearray()
+        for position in positions:
+            item = encoded[position]
+            payload += item.action + b"\n" + item.body + b"\n"
+        try:
+            async with self._semaphore:
+                response = await self._client.options(max_retries=0).bulk(
+                    # Pre-encoded NDJSON passes through the client's serializer untouched.
+                    operations=cast(Any, bytes(payload)),
+                    index=self._stream,
+                    pipeline=self._cfg.pipeline,
+                    filter_path="errors,items.*.status,items.*.error",
+                )
+        except (AuthenticationException, AuthorizationException) as exc:
+            raise _auth_error(exc, self._secrets) from None
+        except ApiError as exc:
+            if exc.meta.status in RETRY_STATUSES:
+                log.info("bulk request refused, will retry: %s", describe(exc, self._secrets))
+                return None
+            # A whole-request rejection is not the documents' fault: leave them RETRYABLE.
+            log.error("bulk request rejected: %s", describe(exc, self._secrets))
+            raise _Abandon from None
+        except TransportError as exc:
+            log.info("bulk request failed, will retry: %s", describe(exc, self._secrets))
+            return None
+        items = response.body.get("items")
+        return list(items) if isinstance(items, list) else []
+
+    async def _settle(
+        self,
+        positions: Sequence[int],
+        items: Sequence[Any],
+        documents: Sequence[Document],
+        outcomes: list[Outcome],
+    ) -> list[int]:
+        """Record each item's outcome; return the positions to retry."""
+        retry: list[int] = []
+        rejected: list[bytes] = []
+        fatal: tuple[int, Mapping[str, Any] | None] | None = None
+        now = datetime.now(UTC)
+        for position, item in zip(positions, items, strict=True):
+            result: Mapping[str, Any] = next(iter(item.values()), {}) if isinstance(item, Mapping) else {}
+            status = int(result.get("status", 0))
+            error = result.get("error")
+            verdict = classify(status, error)
+            if verdict is Verdict.CREATED:
+                outcomes[position] = Outcome.CREATED
+            elif verdict is Verdict.DUPLICATE:
+                outcomes[position] = Outcome.DUPLICATE
+            elif verdict is Verdict.RETRY:
+                retry.append(position)
+            elif verdict is Verdict.PERMANENT:
+                outcomes[position] = Outcome.PERMANENT
+                rejected.append(dead_letter_record(documents[position], status, error, now))
+                log.warning(
+                    "document %s rejected (HTTP %d %s)",
+                    documents[position].id,
+                    status,
+                    (error or {}).get("type", "unknown"),
+                )
+            else:
+                fatal = (status, error)
+        if rejected:
+            await self._write_dead_letters(rejected)
+        if fatal is not None:
+            status, error = fatal
+            kind = (error or {}).get("type", "security_exception")
+            reason = redact(str((error or {}).get("reason", ""))[:300], self._secrets)
+            raise SinkError(f"Elasticsearch refused the write to {self._stream}: HTTP {status} {kind}: {reason}")
+        return retry
+
+    async def _write_dead_letters(self, lines: Sequence[bytes]) -> None:
+        if self._dead_letter is None:
+            log.error("%d documents rejected; no dead_letter_path is configured, so they are dropped", len(lines))
+            return
+        async with self._dead_letter_lock:
+            try:
+                await asyncio.to_thread(_append, self._dead_letter, b"".join(lines))
+            except OSError as exc:
+                log.error("cannot write the dead-letter file %s: %s", self._dead_letter, exc.strerror or exc)
+
+
+def _append(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("ab") as handle:
+        handle.write(data)
+
+
+# ----------------------------------------------------------------------------------------- cursor store
+
+CURSOR_MAPPINGS: dict[str, Any] = {
+    "dynamic": "strict",
+    "properties": {
+        "key": {"type": "keyword"},
+        "account": {"type": "keyword"},
+        "group": {"type": "keyword"},
+        "cursor": {"type": "date"},
+        "updated": {"type": "date"},
+    },
+}
+CURSOR_SETTINGS: dict[str, Any] = {"index": {"number_of_shards": 1, "auto_expand_replicas": "0-1"}}
+_PAGE = 1000
+
+
+def cursor_id(account: str, group: str) -> str:
+    """Deterministic document id of one cursor (resource ids can be long; `_id` is ≤ 512 bytes)."""
+    return hashlib.sha256(f"{account.lower()}\x00{group}".encode()).hexdigest()
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _parse_iso(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
+
+
+class ElasticsearchCursorStore:
+    """Cursors as documents in a plain index, for pods without local state.
+
+    The default name avoids the `metrics-*-*` / `logs-*-*` patterns that Fleet turns into data streams,
+    which would refuse the `index` (overwrite) operation a cursor needs.
+    """
+
+    def __init__(self, client: AsyncElasticsearch, index: str = CURSOR_INDEX) -> None:
+        self._client = client
+        self._index = index
+        self._ready = False
+
+    async def load(self) -> dict[tuple[str, str], datetime]:
+        """Every stored cursor; empty when the index does not exist yet."""
+        cursors: dict[tuple[str, str], datetime] = {}
+        after: list[Any] | None = None
+        try:
+            while True:
+                page = await self._page(after)
+                if page is None:
+                    return cursors
+                hits = page.get("hits", {}).get("hits", [])
+                for hit in hits:
+                    source = hit["_source"]
+                    cursors[(source["account"], source["group"])] = _parse_iso(source["cursor"])
+                if len(hits) < _PAGE:
+                    return cursors
+                after = hits[-1]["sort"]
+        except (ApiError, TransportError) as exc:
+            raise StateError(f"cannot read cursors from index {self._index}: {describe(exc)}") from None
+        except (KeyError, TypeError, ValueError) as exc:
+            raise StateError(f"index {self._index} holds a malformed cursor document ({exc})") from None
+
+    async def _page(self, after: list[Any] | None) -> Mapping[str, Any] | None:
+        response = await self._client.options(ignore_status=404).search(
+            index=self._index,
+            query={"match_all": {}},
+            size=_PAGE,
+            sort=[{"key": "asc"}],
+            search_after=after,
+            source_includes=["account", "group", "cursor"],
+        )
+        return None if response.meta.status == 404 else response.body
+
+    async def save(self, changes: Mapping[tuple[str, str], datetime]) -> None:
+        """Store exactly the given cursors (one document each) and make them visible to a restart."""
+        if not changes:
+            return
+        now = _iso(datetime.now(UTC))
+        lines: list[bytes] = []
+        for (account, group), moment in sorted(changes.items()):
+            ident = cursor_id(account, group)
+            lines.append(orjson.dumps({"index": {"_id": ident}}))
+            source = {"key": ident, "account": account.lower(), "group": group, "cursor": _iso(moment)}
+            lines.append(orjson.dumps({**source, "updated": now}))
+        try:
+            await self._ensure_index()
+            response = await self._client.bulk(
+                operations=cast(Any, b"\n".join(lines) + b"\n"), index=self._index, refresh="wait_for"
+            )
+        except (ApiError, TransportError) as exc:
+            raise StateError(f"cannot save cursors to index {self._index}: {describe(exc)}") from None
+        results = [next(iter(item.values())) for item in response.body.get("items", [])]
+        failed = [result for result in results if result.get("error")]
+        if failed:
+            error = failed[0]["error"]
+            raise StateError(
+                f"cannot save {len(failed)} cursors to index {self._index}: "
+                f"HTTP {failed[0].get('status')} {error.get('type')}: {error.get('reason')}"
+            )
+
+    async def _ensure_index(self) -> None:
+        if self._ready:
+            return
+        # Creating without asking first needs no `view_index_metadata` privilege on the index.
+        response = await self._client.options(ignore_status=400).indices.create(
+            index=self._index, mappings=CURSOR_MAPPINGS, settings=CURSOR_SETTINGS
+        )
+        if response.meta.status == 400:
+            error = response.body.get("error", {})
+            if error.get("type") != "resource_already_exists_exception":
+                reason = f"{error.get('type')}: {error.get('reason')}"
+                raise StateError(f"cannot create index {self._index}: {reason}")
+        self._ready = True
