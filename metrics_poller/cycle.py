@@ -295,11 +295,11 @@ class Poller:
             for account in unit.accounts:
                 if account.key in blocked:
                     continue
-                reason = failed.get(account.key) or unstored.get(account.key)
-                if reason:
+                why = failed.get(account.key) or unstored.get(account.key)
+                if why:
                     blocked.add(account.key)
                     report.failed_accounts.add(account.key)
-                    report.failures.append(Failure("account", account.id, f"{_group_names(unit)}: {reason}"))
+                    report.failures.append(Failure("account", account.id, f"{_group_names(unit)}: {why}"))
                 else:
                     advanced[account.key] = window.end
             newer = report.newest_bucket is None or window.end > report.newest_bucket
@@ -317,6 +317,7 @@ class Poller:
         unstored: dict[str, str] = {}
         for document, outcome in zip(documents, outcomes, strict=True):
             report.documents[outcome.value] += 1
+            telemetry.DOCUMENTS.labels(outcome=outcome.value).inc()
             if not outcome.stored:
                 unstored.setdefault(document.account_key, f"{outcome.value} documents not stored")
             elif collect_totals:

@@ -34,7 +34,6 @@ from metrics_poller import templates
 from metrics_poller.config import Elasticsearch as ElasticsearchConfig
 from metrics_poller.model import Document, Outcome
 from metrics_poller.state import StateError
-from metrics_poller.telemetry import DOCUMENTS
 
 log = logging.getLogger(__name__)
 
@@ -436,8 +435,6 @@ class ElasticsearchSink:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             raise
-        for outcome in outcomes:
-            DOCUMENTS.labels(outcome=outcome.value).inc()
         return outcomes
 
     async def close(self) -> None:

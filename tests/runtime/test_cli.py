@@ -56,7 +56,8 @@ def test_bad_configuration_exits_2_with_one_line_per_problem(tmp_path: Path) -> 
 
 
 def test_environment_override_error_exits_2(tmp_path: Path) -> None:
-    result = run("validate", env={"METRICS_POLLER__AZURE__TOP": "-5", "METRICS_POLLER_CONFIG": str(tmp_path / "x.yaml")})
+    env = {"METRICS_POLLER__AZURE__TOP": "-5", "METRICS_POLLER_CONFIG": str(tmp_path / "x.yaml")}
+    result = run("validate", env=env)
     assert result.returncode == 2
     assert "azure.top" in result.stderr or "cannot read" in result.stderr
     assert "Traceback" not in result.stderr

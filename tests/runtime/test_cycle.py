@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
-
 from runtime_support import NOW, parse, poller_config, read_ndjson
 
 from metrics_poller.catalog import GROUPS, select_groups
@@ -142,10 +142,8 @@ async def test_cancelling_a_cycle_keeps_cursors_only_for_stored_units(sim: Simul
             await asyncio.sleep(0.05)
         await asyncio.sleep(0.5)
         task.cancel()
-        try:
+        with contextlib.suppress(asyncio.CancelledError):
             await task
-        except asyncio.CancelledError:
-            pass
     finally:
         sim.faults.clear()
         await poller.close()

@@ -74,7 +74,7 @@ def test_health_then_sigterm_mid_cycle_exits_0_leaving_cursors_only_for_stored_w
         wait_for(lambda: sim.call_count("getBatch") >= 2)
         sent = time.monotonic()
         process.send_signal(signal.SIGTERM)
-        out, err = process.communicate(timeout=60)
+        _, err = process.communicate(timeout=60)
         assert process.returncode == 0, err
         assert time.monotonic() - sent < 40
     finally:
