@@ -16,6 +16,7 @@ from typing import Any, TextIO
 
 from metrics_poller import __version__, config
 from metrics_poller.cycle import CycleReport, Unreachable
+from metrics_poller.discovery import DiscoveryError
 
 EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
 log = logging.getLogger("metrics_poller")
@@ -359,8 +360,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         print(f"error: {_one_line(exc)}", file=sys.stderr)
         return EXIT_USAGE
-    except Unreachable as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except (Unreachable, DiscoveryError) as exc:
+        print(f"error: {_one_line(exc)}", file=sys.stderr)
         return EXIT_UNREACHABLE
     except KeyboardInterrupt:
         return 130

@@ -169,6 +169,29 @@ async def setup(client: AsyncElasticsearch, cfg: ElasticsearchConfig) -> list[st
         raise SinkError(f"Elasticsearch set-up failed: {describe(exc, secrets)}") from None
 
 
+async def ensure_templates(client: AsyncElasticsearch, cfg: ElasticsearchConfig) -> bool:
+    """Before the first write: install our templates when no template governs the data stream yet.
+
+    Without one, dynamic mapping guesses types from the first values (e.g. `model_version`
+    "2024-08-06" becomes a date and "0125" is then rejected). Returns True when it installed them.
+    """
+    try:
+        for name in (templates.INDEX_TEMPLATE, templates.INTEGRATION_TEMPLATE):
+            if await _get_template(client, "index", name) is not None:
+                return False
+        for line in await setup(client, cfg):
+            log.info("setup: %s", line)
+        return True
+    except (SinkError, ApiError, TransportError) as exc:
+        log.warning(
+            "no index template governs %s and installing one failed (%s); run `metrics-poller setup` "
+            "with a user allowed to manage index templates",
+            cfg.data_stream,
+            describe(exc, secrets_of(cfg)) if not isinstance(exc, SinkError) else exc,
+        )
+        return False
+
+
 async def _setup(client: AsyncElasticsearch, cfg: ElasticsearchConfig, wanted: templates.Templates) -> list[str]:
     info = await client.info()
     lines = [

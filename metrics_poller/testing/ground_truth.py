@@ -105,7 +105,8 @@ def compare(
     result = Comparison(expected=len(expected))
     counts: Counter[DocKey] = Counter()
     seen: dict[DocKey, dict[str, float]] = {}
-    for document in stored:
+    for hit in stored:
+        document = hit.get("_source", hit)  # search hits or plain documents
         key = stored_key(document)
         if only_within and not (only_within[0] <= key[1] < only_within[1]):
             continue

@@ -1,0 +1,104 @@
+"""Entra ID credentials and the transport settings every Azure SDK client shares.
+
+This is the only module that knows azure-identity. Custom authorities (sovereign clouds, Azure Stack,
+the simulator) are reached through the same settings a user sets: authority host, CA bundle.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from azure.core.credentials_async import AsyncTokenCredential
+from azure.identity.aio import (
+    AzureCliCredential,
+    CertificateCredential,
+    ClientSecretCredential,
+    DefaultAzureCredential,
+    ManagedIdentityCredential,
+    WorkloadIdentityCredential,
+)
+
+from metrics_poller import __version__, config
+
+log = logging.getLogger(__name__)
+
+PUBLIC_AUTHORITY = "https://login.microsoftonline.com"
+USER_AGENT = f"metrics-poller/{__version__}"
+# Connecting should be quick; a slow *answer* is bounded by request_timeout instead.
+CONNECT_TIMEOUT_CAP = 10.0
+
+
+def tls_verify(cfg: config.Azure) -> bool | str:
+    """What azure-core's `connection_verify` gets: the CA bundle path, or a bool."""
+    if cfg.ca_bundle:
+        return cfg.ca_bundle
+    return cfg.verify_tls
+
+
+def client_kwargs(cfg: config.Azure) -> dict[str, Any]:
+    """azure-core keyword arguments for every SDK client.
+
+    SDK retries are off (`retry_total=0`): the SDK sleeps Retry-After verbatim and uncapped, so the
+    poller runs its own deadline-aware retry loop instead.
+    """
+    return {
+        "connection_verify": tls_verify(cfg),
+        "retry_total": 0,
+        "connection_timeout": min(cfg.request_timeout, CONNECT_TIMEOUT_CAP),
+        "read_timeout": cfg.request_timeout,
+        "user_agent": USER_AGENT,
+    }
+
+
+def _authority_kwargs(cfg: config.Azure) -> dict[str, Any]:
+    authority = cfg.endpoints.authority.rstrip("/")
+    if authority.lower() == PUBLIC_AUTHORITY:
+        return {}
+    # MSAL would otherwise ask login.microsoftonline.com to validate an authority it does not know,
+    # which fails in sovereign/air-gapped clouds; no environment variable turns that off.
+    return {"authority": authority, "disable_instance_discovery": True}
+
+
+def build_credential(cfg: config.Azure) -> AsyncTokenCredential:
+    """The async credential named by `azure.credential.type`; the caller closes it."""
+    cred = cfg.credential
+    if tls_verify(cfg) is False:
+        log.warning("azure.verify_tls is false: TLS certificates of Azure endpoints are NOT verified")
+    common: dict[str, Any] = {"connection_verify": tls_verify(cfg), **_authority_kwargs(cfg)}
+    if cred.type == "client_secret":
+        assert cred.tenant_id and cred.client_id and cred.client_secret  # enforced by config validation
+        return ClientSecretCredential(
+            cred.tenant_id, cred.client_id, cred.client_secret.get_secret_value(), **common
+        )
+    if cred.type == "certificate":
+        assert cred.tenant_id and cred.client_id and cred.certificate_path  # enforced by config validation
+        password = cred.certificate_password.get_secret_value() if cred.certificate_password else None
+        return CertificateCredential(
+            cred.tenant_id, cred.client_id, cred.certificate_path, password=password, **common
+        )
+    if cred.type == "managed_identity":
+        # IMDS / App Service endpoints are local and authority-free.
+        return ManagedIdentityCredential(client_id=cred.client_id, connection_verify=tls_verify(cfg))
+    if cred.type == "workload_identity":
+        # Unset fields fall back to the AKS webhook's AZURE_* variables inside azure-identity.
+        return WorkloadIdentityCredential(
+            tenant_id=cred.tenant_id,
+            client_id=cred.client_id,
+            token_file_path=cred.federated_token_file,
+            **common,
+        )
+    if cred.type == "azure_cli":
+        return AzureCliCredential(tenant_id=cred.tenant_id or "")
+    extra: dict[str, Any] = {}
+    if cred.client_id:
+        extra["managed_identity_client_id"] = cred.client_id
+    return DefaultAzureCredential(**common, **extra)
+
+
+def secret_values(cfg: config.Azure) -> tuple[str, ...]:
+    """Configured secret strings, so error messages can be scrubbed of them before they are logged."""
+    cred = cfg.credential
+    return tuple(
+        s.get_secret_value() for s in (cred.client_secret, cred.certificate_password) if s is not None
+    )

@@ -1,0 +1,842 @@
+"""Run metric queries against Azure Monitor: getBatch first, per-resource ARM metrics as fallback.
+
+The only module that knows azure-monitor-querymetrics and azure-mgmt-monitor. SDK retries are off; the
+`Retrier` here retries with capped Retry-After and full-jitter backoff, and never sleeps past the
+caller's deadline. Both APIs return the same per-resource JSON, read from the raw body (the
+querymetrics result model drops `resourceid` and per-metric `errorCode`) by `azure_json`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import logging
+import random
+import re
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from azure.core.credentials_async import AsyncTokenCredential
+from azure.core.exceptions import (
+    AzureError,
+    ClientAuthenticationError,
+    DecodeError,
+    HttpResponseError,
+    IncompleteReadError,
+)
+from azure.mgmt.monitor.aio import MonitorManagementClient
+from azure.monitor.querymetrics.aio import MetricsClient
+
+from metrics_poller import config, telemetry
+from metrics_poller.azure_json import AzureDataError, parse_resource_metrics, resource_id_of
+from metrics_poller.catalog import AGGREGATION_KEY, NAMESPACE, canonical_dimension
+from metrics_poller.credentials import client_kwargs, secret_values
+from metrics_poller.model import (
+    Account,
+    Failure,
+    MetricDefinition,
+    Query,
+    Series,
+    iso_duration,
+    parse_iso_duration,
+)
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504, 529})
+THROTTLE_STATUS = frozenset({429, 529})
+ARM_READS_HEADER = "x-ms-ratelimit-remaining-subscription-reads"
+# A garbled body may be a broken transfer, so one more try is worth it; a second garbled body means
+# the service keeps answering that way and further tries only burn the deadline.
+MALFORMED_RETRIES = 1
+# A failed definitions read is not retried by every caller in the next seconds (metricDefinitions is
+# throttled at 400 reads per 5 min): remember the failure this long.
+DEFINITIONS_NEGATIVE_TTL = 60.0
+_AGGREGATION_BY_LOWER = {name.lower(): name for name in AGGREGATION_KEY}
+_BEARER = re.compile(r"(?i)\b(bearer\s+)[A-Za-z0-9._~+/=-]+")
+
+
+# --------------------------------------------------------------------------------------------- errors
+
+
+class CallError(Exception):
+    """An Azure call that did not succeed, after any retries. `reason` is one line without secrets."""
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        status: int | None = None,
+        code: str | None = None,
+        credential: bool = False,
+        retryable: bool = False,
+    ) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.status = status
+        self.code = code
+        self.credential = credential  # the token could not be obtained: no request reached the service
+        self.retryable = retryable
+
+
+class DefinitionsError(Exception):
+    """Metric definitions of one (subscription, region) could not be read; the message is one line."""
+
+
+class _Malformed(ValueError):
+    """A 200 whose body is not the JSON document the route promises."""
+
+
+# --------------------------------------------------------------------------------------- pure helpers
+
+
+def retry_after_seconds(headers: Mapping[str, str], now: float | None = None) -> float | None:
+    """Seconds the service asked us to wait (`retry-after-ms`, `x-ms-retry-after-ms`, `Retry-After`
+    as seconds or an HTTP date); None when it did not say. `headers` keys are lower-case."""
+    for name in ("retry-after-ms", "x-ms-retry-after-ms"):
+        value = headers.get(name)
+        if value is not None:
+            try:
+                return max(0.0, float(value) / 1000.0)
+            except ValueError:
+                pass
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    current = time.time() if now is None else now
+    return max(0.0, when.timestamp() - current)
+
+
+def backoff_delay(retry_number: int, initial: float, maximum: float, rnd: float) -> float:
+    """Exponential backoff with full jitter: uniform in [0, min(maximum, initial · 2^n))."""
+    return rnd * min(maximum, initial * (2.0**retry_number))
+
+
+def scrub(text: str, secrets: Iterable[str] = ()) -> str:
+    """One line, bearer tokens and known secret values masked, at most 300 characters."""
+    line = " ".join(text.split())
+    line = _BEARER.sub(r"\1***", line)
+    for secret in secrets:
+        if secret:
+            line = line.replace(secret, "***")
+    return line if len(line) <= 300 else line[:297] + "..."
+
+
+def batch_filter(dimensions: Sequence[str]) -> str | None:
+    """Split by every value of every dimension; no filter (one un-split series) without dimensions."""
+    return " and ".join(f"{d} eq '*'" for d in dimensions) or None
+
+
+def order_by(aggregations: Sequence[str]) -> str | None:
+    """Keep the largest series when `top` truncates: order by the first requested aggregation."""
+    if not aggregations:
+        return None
+    return f"{AGGREGATION_KEY.get(aggregations[0], aggregations[0].lower())} desc"
+
+
+def arm_timespan(start: datetime, end: datetime) -> str:
+    """ARM's `timespan` parameter: `start/end` in UTC, second precision."""
+    fmt = "%Y-%m-%dT%H:%M:%SZ"
+    return f"{start.astimezone(UTC).strftime(fmt)}/{end.astimezone(UTC).strftime(fmt)}"
+
+
+def parse_definitions(bodies: Iterable[Any]) -> dict[str, MetricDefinition]:
+    """metricDefinitions JSON pages → definitions by metric name (canonical dimension names,
+    aggregations without `None`, time grains as ISO-8601 strings)."""
+    out: dict[str, MetricDefinition] = {}
+    for body in bodies:
+        if not isinstance(body, dict) or not isinstance(body.get("value"), list):
+            raise _Malformed("metricDefinitions response has no 'value' list")
+        for item in body["value"]:
+            if not isinstance(item, dict):
+                raise _Malformed("metricDefinitions entry is not an object")
+            name_field = item.get("name")
+            name = name_field.get("value") if isinstance(name_field, dict) else None
+            if not isinstance(name, str) or not name:
+                continue
+            dimensions = tuple(
+                canonical_dimension(d["value"])
+                for d in item.get("dimensions") or ()
+                if isinstance(d, dict) and isinstance(d.get("value"), str)
+            )
+            aggregations: list[str] = []
+            for raw in item.get("supportedAggregationTypes") or ():
+                if isinstance(raw, str) and raw.lower() != "none":
+                    canonical = _AGGREGATION_BY_LOWER.get(raw.lower(), raw)
+                    if canonical not in aggregations:
+                        aggregations.append(canonical)
+            grains: list[str] = []
+            for availability in item.get("metricAvailabilities") or ():
+                grain = availability.get("timeGrain") if isinstance(availability, dict) else None
+                if not isinstance(grain, str):
+                    continue
+                try:
+                    text = iso_duration(parse_iso_duration(grain))
+                except ValueError:
+                    continue
+                if text not in grains:
+                    grains.append(text)
+            out[name] = MetricDefinition(name, dimensions, tuple(aggregations), tuple(grains))
+    return out
+
+
+def account_reason(err: CallError) -> str:
+    """The one-line reason recorded against an account for a call that failed."""
+    if err.status == 404:
+        return f"not found (deleted?): {err.reason}"
+    if err.status == 403:
+        return f"forbidden: {err.reason} (grant Monitoring Reader on the account)"
+    return err.reason
+
+
+# ------------------------------------------------------------------------------------------- retrying
+
+
+class Capture:
+    """raw_request_hook / raw_response_hook pair recording what the last HTTP exchange returned."""
+
+    __slots__ = ("body", "headers", "pages", "status")
+
+    def __init__(self) -> None:
+        self.status: int | None = None
+        self.headers: dict[str, str] = {}
+        self.body: bytes | None = None
+        self.pages: list[bytes] = []  # every 200 body, for paged routes
+
+    def request(self, _pipeline_request: Any) -> None:
+        # Reset per request so a failure on page 2 is not mistaken for page 1's success.
+        self.status, self.headers, self.body = None, {}, None
+
+    def response(self, pipeline_response: Any) -> None:
+        http = pipeline_response.http_response
+        self.status = int(http.status_code)
+        self.headers = {str(k).lower(): str(v) for k, v in http.headers.items()}
+        self.body = http.body()
+        if self.status == 200 and self.body is not None:
+            self.pages.append(self.body)
+
+    def hooks(self) -> dict[str, Any]:
+        return {"raw_request_hook": self.request, "raw_response_hook": self.response}
+
+
+@dataclass
+class Counter:
+    """HTTP attempts made on behalf of one unit of work."""
+
+    calls: int = 0
+
+
+_ARM_READS: dict[str, int] = {}
+
+
+def note_arm_reads(subscription_id: str, headers: Mapping[str, str]) -> None:
+    """Export the lowest remaining ARM read budget seen across subscriptions."""
+    value = headers.get(ARM_READS_HEADER)
+    if value is None:
+        return
+    try:
+        _ARM_READS[subscription_id.lower()] = int(value)
+    except ValueError:
+        return
+    telemetry.ARM_REMAINING_READS.set(min(_ARM_READS.values()))
+
+
+class Retrier:
+    """Runs one Azure call with bounded concurrency, our own retries, and a hard deadline."""
+
+    def __init__(
+        self,
+        cfg: config.Azure,
+        limit: asyncio.Semaphore,
+        clock: Callable[[], float] = time.monotonic,
+        *,
+        rng: Callable[[], float] = random.random,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self._retry = cfg.retry
+        self._timeout = cfg.request_timeout
+        self._limit = limit
+        self._clock = clock
+        self._rng = rng
+        self._sleep = sleep
+        self._secrets = secret_values(cfg)
+
+    async def run(
+        self,
+        route: str,
+        call: Callable[[Capture], Awaitable[Any]],
+        parse: Callable[[Any, Capture], T],
+        deadline: float,
+        counter: Counter | None = None,
+        *,
+        subscription_id: str | None = None,
+    ) -> T:
+        """`call` makes one SDK request with `capture.hooks()`; `parse(value, capture)` turns its
+        result (None when the SDK choked on a 200 body) into T or raises `_Malformed`."""
+        retries = 0
+        malformed = 0
+        last: CallError | None = None
+        while True:
+            remaining = deadline - self._clock()
+            if remaining <= 0:
+                raise self._gave_up(last, "the deadline passed before the call could be made")
+            try:
+                async with asyncio.timeout(remaining):
+                    await self._limit.acquire()
+            except TimeoutError:
+                raise self._gave_up(
+                    last, "the deadline passed while waiting for a free connection slot"
+                ) from None
+            capture = Capture()
+            try:
+                if counter is not None:
+                    counter.calls += 1
+                value, error = await self._attempt(call, capture, deadline)
+            finally:
+                self._limit.release()
+            status = capture.status
+            telemetry.AZURE_CALLS.labels(route=route, status=str(status or 0)).inc()
+            if status in THROTTLE_STATUS:
+                telemetry.AZURE_THROTTLED.labels(route=route, status=str(status)).inc()
+            if subscription_id is not None:
+                note_arm_reads(subscription_id, capture.headers)
+
+            if error is None or (status == 200 and _sdk_digest_error(error)):
+                try:
+                    return parse(value, capture)
+                except (_Malformed, ValueError) as exc:
+                    malformed += 1
+                    last = CallError(
+                        scrub(f"malformed response: {exc}", self._secrets),
+                        status=200,
+                        retryable=malformed <= MALFORMED_RETRIES,
+                    )
+            else:
+                last = self._classify(error, capture)
+
+            if not last.retryable or retries + 1 >= self._retry.attempts:
+                raise last
+            waited = retry_after_seconds(capture.headers)
+            if waited is not None:
+                delay = min(waited, self._retry.retry_after_cap)
+            else:
+                delay = backoff_delay(
+                    retries, self._retry.backoff_initial, self._retry.backoff_max, self._rng()
+                )
+            if self._clock() + delay >= deadline:
+                raise self._gave_up(last, f"a retry in {delay:.1f}s would pass the deadline")
+            retries += 1
+            telemetry.AZURE_RETRIES.labels(route=route).inc()
+            log.debug("%s: %s; retry %d in %.1fs", route, last.reason, retries, delay)
+            await self._sleep(delay)
+
+    async def _attempt(
+        self, call: Callable[[Capture], Awaitable[Any]], capture: Capture, deadline: float
+    ) -> tuple[Any, BaseException | None]:
+        budget = min(self._timeout, deadline - self._clock())
+        if budget <= 0:
+            return None, TimeoutError("the deadline passed")
+        try:
+            async with asyncio.timeout(budget):
+                return await call(capture), None
+        except asyncio.CancelledError:
+            raise
+        except TimeoutError:
+            # Ours (the request timeout, or what was left before the deadline); the SDK's own
+            # socket timeouts arrive as azure-core errors instead.
+            return None, TimeoutError(f"no answer within {budget:.1f}s")
+        except Exception as exc:
+            return None, exc
+
+    def _classify(self, error: BaseException, capture: Capture) -> CallError:
+        if isinstance(error, TimeoutError):
+            return CallError(str(error) or "timed out", retryable=True)
+        if isinstance(error, ClientAuthenticationError) and capture.status is None:
+            # No HTTP exchange with the service happened: the credential itself failed. Entra ID
+            # throttling or outages are worth another try; a rejected secret is not.
+            message = scrub(str(error.message or error), self._secrets)
+            return CallError(
+                f"authentication failed: {message}",
+                credential=True,
+                retryable=error.status_code in RETRYABLE_STATUS,
+            )
+        if isinstance(error, HttpResponseError) and not isinstance(error, IncompleteReadError):
+            status = capture.status or error.status_code
+            code = getattr(error.error, "code", None) if error.error is not None else None
+            message = _error_message(error, capture)
+            label = f"HTTP {status}" + (f" {code}" if code else "")
+            return CallError(
+                scrub(f"{label}: {message}" if message else label, self._secrets),
+                status=status,
+                code=code,
+                retryable=status in RETRYABLE_STATUS,
+            )
+        if capture.status is not None and capture.status >= 400:
+            # The SDK choked on an error body it did not expect (e.g. 529's plain text): the status decides.
+            status = capture.status
+            message = _error_message(None, capture)
+            label = f"HTTP {status}"
+            return CallError(
+                scrub(f"{label}: {message}" if message else label, self._secrets),
+                status=status,
+                retryable=status in RETRYABLE_STATUS,
+            )
+        if isinstance(error, AzureError):
+            return CallError(
+                scrub(f"connection error ({type(error).__name__}): {error.message}", self._secrets),
+                retryable=True,
+            )
+        return CallError(scrub(f"unexpected {type(error).__name__}: {error}", self._secrets))
+
+    @staticmethod
+    def _gave_up(last: CallError | None, why: str) -> CallError:
+        if last is None:
+            return CallError(f"gave up: {why}")
+        return CallError(
+            f"{last.reason}; gave up: {why}",
+            status=last.status,
+            code=last.code,
+            credential=last.credential,
+            retryable=last.retryable,
+        )
+
+
+def _sdk_digest_error(error: BaseException) -> bool:
+    """The service answered 200 but the SDK could not turn the body into its model; our own
+    parser reads the raw body instead (and rejects it if it is really malformed)."""
+    if isinstance(error, IncompleteReadError):
+        return False
+    return isinstance(error, DecodeError) or not isinstance(error, AzureError | TimeoutError)
+
+
+def _error_message(error: HttpResponseError | None, capture: Capture) -> str:
+    inner = getattr(error.error, "message", None) if error is not None and error.error is not None else None
+    if inner:
+        return str(inner)
+    if not capture.body:
+        return ""
+    try:
+        body = json.loads(capture.body)
+    except ValueError:
+        # Not JSON (a gateway's plain-text page): its first line is the best description there is.
+        return capture.body.decode("utf-8", "replace").strip().splitlines()[0] if capture.body.strip() else ""
+    if isinstance(body, dict):
+        nested = body.get("error")
+        source = nested if isinstance(nested, dict) else body
+        message = source.get("message")
+        return str(message) if message else ""
+    return ""
+
+
+def _json_body(capture: Capture) -> Any:
+    if capture.body is None:
+        raise _Malformed("empty body")
+    try:
+        return json.loads(capture.body)
+    except ValueError as exc:
+        raise _Malformed(f"not JSON ({exc.__class__.__name__})") from None
+
+
+def _batch_values(_value: Any, capture: Capture) -> list[Any]:
+    body = _json_body(capture)
+    if not isinstance(body, dict) or not isinstance(body.get("values"), list):
+        raise _Malformed("getBatch response has no 'values' list")
+    return list(body["values"])
+
+
+def _arm_response(_value: Any, capture: Capture) -> dict[str, Any]:
+    body = _json_body(capture)
+    if not isinstance(body, dict):
+        raise _Malformed("metrics response is not a JSON object")
+    return body
+
+
+def _definition_pages(_value: Any, capture: Capture) -> dict[str, MetricDefinition]:
+    pages = []
+    for raw in capture.pages:
+        try:
+            pages.append(json.loads(raw))
+        except ValueError as exc:
+            raise _Malformed(f"not JSON ({exc.__class__.__name__})") from None
+    if not pages:
+        raise _Malformed("no metricDefinitions page was returned")
+    return parse_definitions(pages)
+
+
+# ------------------------------------------------------------------------------------------- fetching
+
+
+@dataclass
+class QueryResult:
+    """What one `Query` produced. Accounts in `failed` (account key → one-line reason) have no
+    series here: their data for this group and window is incomplete and must be fetched again."""
+
+    query: Query
+    series: list[Series] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    metric_errors: list[Failure] = field(default_factory=list)
+    truncated: int = 0
+    calls: int = 0
+
+
+@dataclass
+class _Pass:
+    """One pass over some accounts of a query at one `top`."""
+
+    series: dict[str, list[Series]] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)
+    errors: dict[str, list[Failure]] = field(default_factory=dict)
+    truncated: set[tuple[str, str]] = field(default_factory=set)  # (account key, metric)
+    counter: Counter = field(default_factory=Counter)
+
+    def fail(self, account: Account, reason: str) -> None:
+        self.failed[account.key] = reason
+        self.series.pop(account.key, None)
+        self.errors.pop(account.key, None)
+
+    def replace(self, accounts: Iterable[Account], newer: _Pass) -> None:
+        """Take `newer`'s outcome for `accounts` (a re-query with a larger `top`)."""
+        for account in accounts:
+            key = account.key
+            self.series.pop(key, None)
+            self.errors.pop(key, None)
+            self.failed.pop(key, None)
+            if key in newer.series:
+                self.series[key] = newer.series[key]
+            if key in newer.errors:
+                self.errors[key] = newer.errors[key]
+            if key in newer.failed:
+                self.failed[key] = f"after re-query with a larger top: {newer.failed[key]}"
+        self.counter.calls += newer.counter.calls
+
+
+@dataclass
+class _Definitions:
+    expires: float
+    value: dict[str, MetricDefinition] | None = None
+    error: str | None = None
+
+
+class Fetcher:
+    """Fetches `Query` objects with bounded concurrency; owns one SDK client per region / subscription."""
+
+    def __init__(
+        self,
+        cfg: config.Azure,
+        credential: AsyncTokenCredential,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._cfg = cfg
+        self._credential = credential
+        self._clock = clock
+        self._limit = asyncio.Semaphore(cfg.concurrency)
+        self._retrier = Retrier(cfg, self._limit, clock)
+        self._kwargs = client_kwargs(cfg)
+        self._metrics_clients: dict[str, MetricsClient] = {}
+        self._monitor_clients: dict[str, MonitorManagementClient] = {}
+        self._arm_only: set[str] = set()  # subscriptions where getBatch was refused (auto mode)
+        self._definitions: dict[tuple[str, str], _Definitions] = {}
+        self._inflight: dict[tuple[str, str], asyncio.Future[dict[str, MetricDefinition]]] = {}
+
+    # ------------------------------------------------------------------------------------- clients
+
+    def _metrics_client(self, region: str) -> MetricsClient:
+        key = region.lower()
+        client = self._metrics_clients.get(key)
+        if client is None:
+            client = MetricsClient(
+                self._cfg.endpoints.metrics.format(region=key),
+                self._credential,
+                audience=self._cfg.endpoints.metrics_audience,
+                **self._kwargs,
+            )
+            self._metrics_clients[key] = client
+        return client
+
+    def _monitor_client(self, subscription_id: str) -> MonitorManagementClient:
+        key = subscription_id.lower()
+        client = self._monitor_clients.get(key)
+        if client is None:
+            client = MonitorManagementClient(
+                self._credential,
+                subscription_id,
+                base_url=self._cfg.endpoints.resource_manager,
+                credential_scopes=[self._cfg.endpoints.resource_manager_audience + "/.default"],
+                **self._kwargs,
+            )
+            self._monitor_clients[key] = client
+        return client
+
+    async def close(self) -> None:
+        """Close every SDK client (the credential belongs to the caller)."""
+        clients: list[Any] = [*self._metrics_clients.values(), *self._monitor_clients.values()]
+        self._metrics_clients.clear()
+        self._monitor_clients.clear()
+        for client in clients:
+            await client.close()
+
+    # --------------------------------------------------------------------------------- definitions
+
+    async def definitions(
+        self, account: Account, *, deadline: float | None = None
+    ) -> dict[str, MetricDefinition]:
+        """metricDefinitions of `account`'s (subscription, region), read at most once per
+        `definitions_refresh`; concurrent callers share one request. Raises `DefinitionsError`."""
+        key = (account.subscription_id.lower(), account.location.lower())
+        cached = self._definitions.get(key)
+        if cached is not None and cached.expires > self._clock():
+            if cached.value is None:
+                raise DefinitionsError(cached.error or "metric definitions unavailable")
+            return dict(cached.value)
+        future = self._inflight.get(key)
+        if future is None:
+            future = asyncio.ensure_future(self._read_definitions(key, account, deadline))
+            self._inflight[key] = future
+            future.add_done_callback(lambda done: self._forget_inflight(key, done))
+        # Shielded: one cancelled caller must not cancel the read the others are waiting on.
+        return dict(await asyncio.shield(future))
+
+    def _forget_inflight(self, key: tuple[str, str], done: asyncio.Future[Any]) -> None:
+        if self._inflight.get(key) is done:
+            del self._inflight[key]
+        if not done.cancelled():
+            done.exception()  # retrieved here so an unawaited failure is never logged as lost
+
+    async def _read_definitions(
+        self, key: tuple[str, str], account: Account, deadline: float | None
+    ) -> dict[str, MetricDefinition]:
+        client = self._monitor_client(account.subscription_id)
+        budget = deadline if deadline is not None else self._clock() + self._default_budget()
+
+        async def call(capture: Capture) -> None:
+            pager = client.metric_definitions.list(
+                account.id.lstrip("/"), metricnamespace=NAMESPACE, **capture.hooks()
+            )
+            async for _ in pager:
+                pass  # the raw pages are parsed instead of the SDK model
+
+        try:
+            value = await self._retrier.run(
+                "metricDefinitions", call, _definition_pages, budget, subscription_id=account.subscription_id
+            )
+        except CallError as err:
+            reason = f"metric definitions of {key[0]}/{key[1]}: {account_reason(err)}"
+            self._definitions[key] = _Definitions(self._clock() + DEFINITIONS_NEGATIVE_TTL, error=reason)
+            raise DefinitionsError(reason) from None
+        self._definitions[key] = _Definitions(self._clock() + self._cfg.definitions_refresh, value=value)
+        return value
+
+    def _default_budget(self) -> float:
+        retry = self._cfg.retry
+        return self._cfg.request_timeout * retry.attempts + min(retry.backoff_max, retry.retry_after_cap) * (
+            retry.attempts - 1
+        )
+
+    # ------------------------------------------------------------------------------------- queries
+
+    async def fetch(self, query: Query, deadline: float) -> QueryResult:
+        """Run one query; never raises for Azure failures (they land in `failed`) and never
+        runs past `deadline` (a `clock()` value)."""
+        top = min(query.top, self._cfg.top_cap)
+        first = await self._pass(query, query.accounts, top, deadline)
+        truncations = 0
+        current = first
+        while current.truncated:
+            count = len(current.truncated)
+            truncations += count
+            telemetry.AZURE_TRUNCATIONS.labels(group=query.group.name).inc(count)
+            if top >= self._cfg.top_cap:
+                log.warning(
+                    "group %s: %d metric series lists still have top=%d series (azure.top_cap); "
+                    "accepting possibly truncated data",
+                    query.group.name,
+                    count,
+                    top,
+                )
+                break
+            bigger = min(top * 10, self._cfg.top_cap)
+            log.info(
+                "group %s: %d metric series lists reached top=%d; re-querying with top=%d",
+                query.group.name,
+                count,
+                top,
+                bigger,
+            )
+            keys = {key for key, _ in current.truncated}
+            again = tuple(a for a in query.accounts if a.key in keys)
+            current = await self._pass(query, again, bigger, deadline)
+            first.replace(again, current)
+            top = bigger
+
+        result = QueryResult(query, truncated=truncations, calls=first.counter.calls)
+        for account in query.accounts:
+            key = account.key
+            if key in first.failed:
+                result.failed[key] = first.failed[key]
+                continue
+            result.series.extend(first.series.get(key, ()))
+            result.metric_errors.extend(first.errors.get(key, ()))
+        return result
+
+    async def _pass(self, query: Query, accounts: Sequence[Account], top: int, deadline: float) -> _Pass:
+        run = _Pass()
+        if not accounts:
+            return run
+        if self._cfg.api == "arm" or query.subscription_id.lower() in self._arm_only:
+            await self._arm_all(query, accounts, top, deadline, run)
+        else:
+            await self._batch(query, accounts, top, deadline, run)
+        return run
+
+    async def _batch(
+        self, query: Query, accounts: Sequence[Account], top: int, deadline: float, run: _Pass
+    ) -> None:
+        group = query.group
+        client = self._metrics_client(query.region)
+        flt = batch_filter(group.dimensions)
+        ids = [a.id for a in accounts]
+
+        async def call(capture: Capture) -> None:
+            await client.query_resources(
+                resource_ids=ids,
+                metric_namespace=NAMESPACE,
+                metric_names=list(group.metric_names),
+                timespan=(query.window.start, query.window.end),
+                granularity=query.window.grain,
+                aggregations=list(group.aggregations),
+                max_results=top if flt else None,
+                order_by=order_by(group.aggregations),
+                filter=flt,
+                **capture.hooks(),
+            )
+
+        try:
+            values = await self._retrier.run("getBatch", call, _batch_values, deadline, run.counter)
+        except CallError as err:
+            await self._batch_failed(query, accounts, top, deadline, run, err)
+            return
+
+        by_key = {a.key: a for a in accounts}
+        seen: set[str] = set()
+        for item in values:
+            resource_id = resource_id_of(item) if isinstance(item, dict) else None
+            account = by_key.get(resource_id.lower()) if resource_id else None
+            if account is None:
+                log.debug("getBatch returned an item for a resource that was not asked for; ignored")
+                continue
+            seen.add(account.key)
+            self._digest(query, account, item, top, run)
+        for account in accounts:
+            if account.key not in seen:
+                run.fail(account, "missing from the getBatch response (deleted or moved?)")
+
+    async def _batch_failed(
+        self, query: Query, accounts: Sequence[Account], top: int, deadline: float, run: _Pass, err: CallError
+    ) -> None:
+        if err.status in (401, 403) and not err.credential:
+            if self._cfg.api == "auto":
+                self._use_arm_for(query.subscription_id, err)
+                await self._arm_all(query, accounts, top, deadline, run)
+                return
+            reason = (
+                f"{err.reason} (getBatch needs Monitoring Reader at subscription scope; "
+                "or set azure.api: auto to fall back to per-resource calls)"
+            )
+        elif err.status in (400, 404) and len(accounts) > 1:
+            # One bad id (deleted, moved) can fail the whole call: bisect so the others still arrive.
+            half = len(accounts) // 2
+            await asyncio.gather(
+                self._batch(query, accounts[:half], top, deadline, run),
+                self._batch(query, accounts[half:], top, deadline, run),
+            )
+            return
+        else:
+            reason = account_reason(err)
+        for account in accounts:
+            run.fail(account, reason)
+
+    def _use_arm_for(self, subscription_id: str, err: CallError) -> None:
+        key = subscription_id.lower()
+        if key in self._arm_only:
+            return
+        self._arm_only.add(key)
+        log.warning(
+            "getBatch refused for subscription %s (%s): the identity lacks Monitoring Reader at "
+            "subscription scope; using per-resource ARM metrics for it from now on (grant the role "
+            "on the subscription to go back to getBatch)",
+            subscription_id,
+            err.reason,
+        )
+
+    async def _arm_all(
+        self, query: Query, accounts: Sequence[Account], top: int, deadline: float, run: _Pass
+    ) -> None:
+        await asyncio.gather(*(self._arm_one(query, a, top, deadline, run) for a in accounts))
+
+    async def _arm_one(self, query: Query, account: Account, top: int, deadline: float, run: _Pass) -> None:
+        group = query.group
+        client = self._monitor_client(account.subscription_id)
+        flt = batch_filter(group.dimensions)
+
+        async def call(capture: Capture) -> None:
+            await client.metrics.list(
+                account.id.lstrip("/"),
+                timespan=arm_timespan(query.window.start, query.window.end),
+                interval=query.window.timegrain,
+                metricnames=",".join(group.metric_names),
+                aggregation=",".join(group.aggregations),
+                top=top if flt else None,
+                orderby=order_by(group.aggregations),
+                filter=flt,
+                metricnamespace=NAMESPACE,
+                **capture.hooks(),
+            )
+
+        try:
+            body = await self._retrier.run(
+                "metrics", call, _arm_response, deadline, run.counter, subscription_id=account.subscription_id
+            )
+        except CallError as err:
+            run.fail(account, account_reason(err))
+            return
+        self._digest(query, account, body, top, run)
+
+    def _digest(self, query: Query, account: Account, item: Any, top: int, run: _Pass) -> None:
+        group = query.group
+        try:
+            parsed = parse_resource_metrics(
+                item,
+                account=account,
+                group=group.name,
+                requested_dimensions=group.dimensions,
+                requested_aggregations=group.aggregations,
+                timegrain=query.window.timegrain,
+            )
+        except AzureDataError as exc:
+            # Well-formed JSON with the wrong shape: asking again returns the same, so no retry.
+            run.fail(account, scrub(f"malformed metrics data: {exc}"))
+            return
+        run.series[account.key] = list(parsed.series)
+        if parsed.metric_errors:
+            run.errors[account.key] = [
+                Failure("metric", f"{account.id}/metrics/{metric}", scrub(f"{group.name}: {message}"))
+                for metric, message in sorted(parsed.metric_errors.items())
+            ]
+        if group.dimensions:  # without a filter there is one series per metric and `top` is moot
+            for metric, count in parsed.series_counts.items():
+                if count >= top:
+                    run.truncated.add((account.key, metric))

@@ -1,0 +1,302 @@
+"""Fetching through the real querymetrics / azure-mgmt-monitor SDKs against the simulator."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from dataclasses import replace
+
+import pytest
+
+from metrics_poller.catalog import GROUPS
+from metrics_poller.fetching import DefinitionsError, QueryResult
+from metrics_poller.simulator import FaultRule, Simulator
+from metrics_poller.telemetry import REGISTRY
+
+from .conftest import assert_intact, group, queries, recent_window, sim_accounts, simulator, stack
+
+LIGHT = ("tokens", "time_to_response")  # two groups: one Total, one Average/Min/Max
+
+
+async def run_all(fetcher: object, qs: list[object], budget: float = 30.0) -> list[QueryResult]:
+    deadline = time.monotonic() + budget
+    return list(await asyncio.gather(*(fetcher.fetch(q, deadline) for q in qs)))  # type: ignore[attr-defined]
+
+
+def sample(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+def failed(results: list[QueryResult]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for r in results:
+        out.update(r.failed)
+    return out
+
+
+# ------------------------------------------------------------------------------------------- definitions
+
+
+async def test_definitions_read_once_per_subscription_and_region(sim: Simulator) -> None:
+    accounts = sim_accounts(sim)
+    async with stack(sim) as s:
+        first = await asyncio.gather(*(s.fetcher.definitions(a) for a in accounts))
+        again = await asyncio.gather(*(s.fetcher.definitions(a) for a in accounts))
+    scopes = {(a.subscription_id, a.location) for a in accounts}
+    assert sim.call_count("metricDefinitions") == len(scopes)
+    assert first == again
+    requests = first[0]["AzureOpenAIRequests"]
+    assert "ModelDeploymentName" in requests.dimensions and "StatusCode" in requests.dimensions
+    assert "None" not in requests.aggregations and "Total" in requests.aggregations
+    assert "PT1M" in requests.timegrains
+
+
+async def test_definitions_failure_is_a_clear_error_and_not_retried_at_once(sim: Simulator) -> None:
+    account = sim_accounts(sim)[0]
+    sim.faults.add(FaultRule(route="metricDefinitions", kind="403", times=None))
+    async with stack(sim) as s:
+        for _ in range(2):
+            with pytest.raises(DefinitionsError) as info:
+                await s.fetcher.definitions(account)
+            assert "403" in str(info.value) and "\n" not in str(info.value)
+    assert sim.call_count("metricDefinitions") == 1  # the failure is remembered for a short while
+
+
+# --------------------------------------------------------------------------------------- happy paths
+
+
+async def test_batch_every_group_equals_ground_truth(sim: Simulator) -> None:
+    accounts = sim_accounts(sim)
+    qs = queries(accounts, GROUPS, recent_window())
+    async with stack(sim) as s:
+        results = await run_all(s.fetcher, qs)
+    assert sim.call_count("getBatch") == len(qs)
+    assert sim.call_count("metrics") == 0
+    assert sum(r.calls for r in results) == len(qs)
+    assert_intact(sim, results)
+
+
+async def test_arm_mode_equals_ground_truth(sim: Simulator) -> None:
+    accounts = sim_accounts(sim)
+    qs = queries(accounts, [group(g) for g in LIGHT], recent_window())
+    async with stack(sim, api="arm") as s:
+        results = await run_all(s.fetcher, qs)
+    assert sim.call_count("getBatch") == 0
+    assert sim.call_count("metrics") == len(accounts) * len(LIGHT)
+    assert_intact(sim, results)
+    assert sample("metrics_poller_arm_remaining_reads") == 249  # the simulator's header value
+
+
+async def test_all_calls_share_one_concurrency_limit() -> None:
+    with simulator(seed=9, subscriptions=1, regions=("eastus",), accounts_per_region=6, latency=0.2) as sim:
+        qs = queries(sim_accounts(sim), [group("tokens")], recent_window())
+        async with stack(sim, api="arm", concurrency=2) as s:
+            await s.fetcher.definitions(qs[0].accounts[0])  # token + definitions out of the way
+            started = time.monotonic()
+            results = await run_all(s.fetcher, qs)
+            elapsed = time.monotonic() - started
+        assert_intact(sim, results)
+        assert elapsed >= 3 * 0.2  # six calls, two at a time, 0.2 s each
+
+
+async def test_one_subscription_region_of_120_accounts() -> None:
+    with simulator(seed=5, subscriptions=1, regions=("eastus",), accounts_per_region=120,
+                   other_accounts_per_region=0) as sim:
+        accounts = sim_accounts(sim)
+        assert len(accounts) == 120
+        qs = queries(accounts, GROUPS, recent_window(minutes=5))
+        async with stack(sim) as s:
+            results = await run_all(s.fetcher, qs)
+        assert sim.call_count("getBatch") == math.ceil(120 / 50) * len(GROUPS)
+        assert_intact(sim, results)
+
+
+async def test_grouping_over_subscriptions_and_regions_with_a_large_region() -> None:
+    with simulator(seed=11, subscriptions=2, regions=("eastus", "westeurope", "swedencentral"),
+                   accounts_per_region=51, other_accounts_per_region=0) as sim:
+        accounts = sim_accounts(sim)
+        qs = queries(accounts, [group("realtime")], recent_window(minutes=5))
+        assert len(qs) == 2 * 3 * 2  # each (subscription, region) holds 51 accounts: 50 + 1
+        assert {len(q.accounts) for q in qs} == {50, 1}
+        async with stack(sim) as s:
+            results = await run_all(s.fetcher, qs)
+        assert sim.call_count("getBatch") == len(qs)
+        assert_intact(sim, results)
+
+
+# ------------------------------------------------------------------------------------------ truncation
+
+
+async def test_truncation_requeries_with_larger_top(sim: Simulator) -> None:
+    qs = queries(sim_accounts(sim), [group("requests")], recent_window(), top=2)
+    async with stack(sim, top=2, top_cap=10_000) as s:
+        results = await run_all(s.fetcher, qs)
+    assert sum(r.truncated for r in results) > 0
+    assert sim.call_count("getBatch") > len(qs)
+    assert_intact(sim, results)
+
+
+async def test_truncation_at_the_cap_is_accepted_and_logged(sim: Simulator, caplog: pytest.LogCaptureFixture) -> None:
+    qs = queries(sim_accounts(sim)[:3], [group("requests")], recent_window(), top=1)
+    async with stack(sim, top=1, top_cap=1) as s:
+        with caplog.at_level("WARNING", logger="metrics_poller.fetching"):
+            results = await run_all(s.fetcher, qs)
+    assert sum(r.truncated for r in results) > 0
+    assert not failed(results)
+    assert "requests" in caplog.text and "top_cap" in caplog.text
+    assert sim.call_count("getBatch") == len(qs)
+
+
+# ---------------------------------------------------------------------------------------- ARM fallback
+
+
+@pytest.mark.parametrize("status", ["401", "403"])
+async def test_auto_falls_back_to_arm_for_a_subscription_without_batch_rights(
+    sim: Simulator, status: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    refused = sim.subscription_ids[0]
+    sim.faults.add(FaultRule(route="getBatch", kind=status, match=refused, times=None))
+    accounts = sim_accounts(sim)
+    qs = queries(accounts, [group("tokens")], recent_window())
+    async with stack(sim, api="auto") as s:
+        with caplog.at_level("WARNING", logger="metrics_poller.fetching"):
+            results = await run_all(s.fetcher, qs)
+        assert_intact(sim, results)
+        assert caplog.text.count("Monitoring Reader") == 1  # logged once per subscription
+        refused_accounts = [a for a in accounts if a.subscription_id == refused]
+        assert sim.call_count("metrics") == len(refused_accounts)
+        sim.reset_calls()
+        results = await run_all(s.fetcher, qs)  # remembered: no getBatch for that subscription any more
+        assert_intact(sim, results)
+        assert sim.call_count("getBatch") == sum(1 for q in qs if q.subscription_id != refused)
+
+
+async def test_batch_mode_reports_missing_subscription_rights(sim: Simulator) -> None:
+    refused = sim.subscription_ids[1]
+    sim.faults.add(FaultRule(route="getBatch", kind="403", match=refused, times=None))
+    accounts = sim_accounts(sim)
+    qs = queries(accounts, [group("tokens")], recent_window())
+    async with stack(sim, api="batch") as s:
+        results = await run_all(s.fetcher, qs)
+    lost = {a.key for a in accounts if a.subscription_id == refused}
+    assert set(failed(results)) == lost
+    assert all("subscription scope" in reason for reason in failed(results).values())
+    assert sim.call_count("metrics") == 0
+    assert_intact(sim, results, skip=lost)
+
+
+# ----------------------------------------------------------------------------------------------- faults
+
+
+@pytest.mark.parametrize("kind", ["429", "529", "500", "503", "timeout", "reset", "malformed"])
+@pytest.mark.parametrize("route", ["getBatch", "metrics"])
+async def test_transient_faults_are_retried(sim: Simulator, kind: str, route: str) -> None:
+    region = sim.accounts[0].location
+    # "timeout" holds the request for 3 s, beyond the 1 s request timeout.
+    sim.faults.add(FaultRule(route=route, kind=kind, retry_after=1, times=1, match=region, delay=3.0))
+    api = "batch" if route == "getBatch" else "arm"
+    qs = queries(sim_accounts(sim), [group("tokens")], recent_window())
+    baseline = len(qs) if route == "getBatch" else sum(len(q.accounts) for q in qs)
+    started = time.monotonic()
+    async with stack(sim, api=api, request_timeout=1.0) as s:
+        results = await run_all(s.fetcher, qs)
+    assert_intact(sim, results)
+    # (the simulator counts a held request only when it lets go of it, after this test's reads)
+    assert sim.call_count(route) == baseline + (0 if kind == "timeout" else 1)
+    # aiohttp itself re-sends an idempotent GET once when a reused connection is reset
+    assert sum(r.calls for r in results) in (baseline, baseline + 1)
+    if kind != "reset":
+        assert sum(r.calls for r in results) == baseline + 1
+    assert time.monotonic() - started < 10
+
+
+@pytest.mark.parametrize("kind", ["500", "malformed", "reset"])
+async def test_persistent_fault_fails_only_its_accounts(sim: Simulator, kind: str) -> None:
+    region = sim.accounts[0].location
+    sim.faults.add(FaultRule(route="getBatch", kind=kind, match=region, times=None))
+    accounts = sim_accounts(sim)
+    qs = queries(accounts, [group("tokens")], recent_window())
+    async with stack(sim, api="batch") as s:
+        results = await run_all(s.fetcher, qs)
+    lost = {a.key for a in accounts if a.location == region}
+    assert set(failed(results)) == lost
+    assert_intact(sim, results, skip=lost)
+
+
+@pytest.mark.parametrize("mode", ["omit", "error"])
+async def test_deleted_account_in_a_batch(mode: str) -> None:
+    with simulator(seed=3, subscriptions=1, regions=("eastus", "westeurope"), accounts_per_region=9,
+                   batch_missing_resource=mode) as sim:
+        accounts = sim_accounts(sim)
+        victim = next(a for a in accounts if a.location == "eastus")
+        sim.delete_account(victim.id)
+        qs = queries(accounts, [group("tokens")], recent_window())
+        async with stack(sim, api="batch") as s:
+            results = await run_all(s.fetcher, qs)
+        assert list(failed(results)) == [victim.key]
+        reason = failed(results)[victim.key]
+        assert ("missing" in reason) if mode == "omit" else ("not be found" in reason or "400" in reason)
+        assert_intact(sim, results, skip=[victim.key])
+
+
+async def test_deleted_account_on_arm() -> None:
+    with simulator(seed=3, subscriptions=1, regions=("eastus",), accounts_per_region=4) as sim:
+        accounts = sim_accounts(sim)
+        sim.delete_account(accounts[0].id)
+        qs = queries(accounts, [group("tokens")], recent_window())
+        async with stack(sim, api="arm") as s:
+            results = await run_all(s.fetcher, qs)
+        assert list(failed(results)) == [accounts[0].key]
+        assert "not found (deleted?)" in failed(results)[accounts[0].key]
+        assert_intact(sim, results, skip=[accounts[0].key])
+
+
+async def test_per_metric_error_does_not_fail_the_account(sim: Simulator) -> None:
+    sim.faults.add(FaultRule(route="getBatch", kind="metric_error", match="GeneratedTokens", times=None))
+    tokens = group("tokens")
+    qs = queries(sim_accounts(sim), [tokens], recent_window())
+    async with stack(sim, api="batch") as s:
+        results = await run_all(s.fetcher, qs)
+    assert not failed(results)
+    errors = [e for r in results for e in r.metric_errors]
+    assert errors and all(e.scope == "metric" and e.target.endswith("/GeneratedTokens") for e in errors)
+    assert not any(s.metric == "GeneratedTokens" for r in results for s in r.series)
+    # the other metrics of the group are intact
+    healthy = replace(tokens, metrics=tuple(m for m in tokens.metrics if m.name != "GeneratedTokens"))
+    assert_intact(sim, [replace(r, query=replace(r.query, group=healthy)) for r in results])
+
+
+# -------------------------------------------------------------------------------------- deadline, auth
+
+
+async def test_long_retry_after_is_capped_and_the_deadline_holds(sim: Simulator) -> None:
+    region = sim.accounts[0].location
+    sim.faults.add(FaultRule(route="getBatch", kind="429", retry_after=300, match=region, times=None))
+    accounts = sim_accounts(sim)
+    qs = queries(accounts, [group("tokens")], recent_window())
+    retry = {"attempts": 5, "backoff_initial": 0.01, "backoff_max": 0.05, "retry_after_cap": 1.0}
+    async with stack(sim, api="batch", retry=retry) as s:
+        started = time.monotonic()
+        deadline = started + 2.5
+        results = list(await asyncio.gather(*(s.fetcher.fetch(q, deadline) for q in qs)))
+        elapsed = time.monotonic() - started
+    assert elapsed < 2.5 + 0.3  # capped at 1 s per retry, and never past the deadline
+    lost = {a.key for a in accounts if a.location == region}
+    assert set(failed(results)) == lost
+    assert all("429" in reason for reason in failed(results).values())
+    assert sample("metrics_poller_azure_throttled_total", route="getBatch", status="429") > 0
+    assert_intact(sim, results, skip=lost)
+
+
+async def test_wrong_secret_fails_accounts_without_leaking_it(sim: Simulator) -> None:
+    bad = "definitely-wrong-secret"
+    credential = {"type": "client_secret", "tenant_id": sim.tenant_id, "client_id": sim.client_id,
+                  "client_secret": bad}
+    qs = queries(sim_accounts(sim)[:2], [group("tokens")], recent_window())
+    async with stack(sim, credential=credential) as s:
+        results = await run_all(s.fetcher, qs)
+    reasons = failed(results)
+    assert reasons and all("authentication failed" in r for r in reasons.values())
+    assert not any(bad in r or sim.client_secret in r for r in reasons.values())
+    assert sim.call_count("getBatch") == 0
