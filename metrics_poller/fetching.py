@@ -255,6 +255,38 @@ def note_arm_reads(subscription_id: str, headers: Mapping[str, str]) -> None:
     telemetry.ARM_REMAINING_READS.set(min(_ARM_READS.values()))
 
 
+ARM_READS_BURST = 250.0  # ARM's regional token bucket per subscription and principal (2024+)
+ARM_READS_PER_SECOND = 25.0
+
+
+@dataclass
+class TokenBucket:
+    """Paces reads: `take` reserves one token and says how long to wait before using it."""
+
+    capacity: float
+    rate: float
+    tokens: float
+    stamp: float
+
+    def take(self, now: float) -> float:
+        # A clock that went backwards (another monotonic source) refills nothing rather than draining.
+        self.tokens = min(self.capacity, self.tokens + max(0.0, now - self.stamp) * self.rate)
+        self.stamp = now
+        self.tokens -= 1.0
+        return 0.0 if self.tokens >= 0 else -self.tokens / self.rate
+
+
+_ARM_BUCKETS: dict[str, TokenBucket] = {}
+
+
+def arm_bucket(subscription_id: str, now: float) -> TokenBucket:
+    """One bucket per subscription for the whole process (discovery and fetching share ARM's quota)."""
+    key = subscription_id.lower()
+    if key not in _ARM_BUCKETS:
+        _ARM_BUCKETS[key] = TokenBucket(ARM_READS_BURST, ARM_READS_PER_SECOND, ARM_READS_BURST, now)
+    return _ARM_BUCKETS[key]
+
+
 class Retrier:
     """Runs one Azure call with bounded concurrency, our own retries, and a hard deadline."""
 
@@ -291,6 +323,12 @@ class Retrier:
         malformed = 0
         last: CallError | None = None
         while True:
+            if subscription_id is not None:
+                pause = arm_bucket(subscription_id, self._clock()).take(self._clock())
+                if self._clock() + pause >= deadline:
+                    raise self._gave_up(last, "ARM read pacing would pass the deadline")
+                if pause > 0:
+                    await self._sleep(pause)
             remaining = deadline - self._clock()
             if remaining <= 0:
                 raise self._gave_up(last, "the deadline passed before the call could be made")

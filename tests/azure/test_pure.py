@@ -16,6 +16,8 @@ from azure.identity.aio import (
     ManagedIdentityCredential,
     WorkloadIdentityCredential,
 )
+from hypothesis import given
+from hypothesis import strategies as st
 
 from metrics_poller import config
 from metrics_poller.credentials import build_credential, client_kwargs, secret_values
@@ -152,3 +154,22 @@ async def test_build_credential_types(tmp_path: Path, caplog: pytest.LogCaptureF
         await build_credential(azure(verify_tls=False, credential=secret)).close()
     assert "NOT verified" in caplog.text
     await asyncio.sleep(0)
+
+
+@given(gaps=st.lists(st.floats(min_value=0, max_value=2), min_size=1, max_size=600))
+def test_arm_token_bucket_never_releases_more_than_burst_plus_rate(gaps: list[float]) -> None:
+    from metrics_poller.fetching import TokenBucket
+
+    bucket = TokenBucket(capacity=250, rate=25, tokens=250, stamp=0.0)
+    now, released = 0.0, []
+    for gap in gaps:
+        now += gap
+        released.append(now + bucket.take(now))  # when this read may go
+    released.sort()
+    # In any window [t, t + d), at most burst + rate × d reads go out.
+    for i, start in enumerate(released):
+        for j in range(i, len(released)):
+            span = released[j] - start
+            assert j - i + 1 <= 250 + 25 * span + 1e-6
+            if span > 5:
+                break
