@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint unit soak bench clean install
+.PHONY: demo test lint unit soak bench bench-quick profile clean install
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,16 @@ soak: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m tests.benchmarks
+
+bench-quick: $(STAMP)
+	$(BIN)/python -m tests.benchmarks --quick --report ''
+
+profile: $(STAMP)
+	$(BIN)/pip install --quiet -e '.[test,bench]'
+	mkdir -p .bench
+	$(BIN)/py-spy record --gil -r 100 -f raw -o .bench/profile.txt -- $(BIN)/python -m tests.benchmarks.worker \
+		'{"kind":"cycle","subscriptions":3,"accounts_per_region":84,"latency":0}'
+	$(BIN)/python -m tests.benchmarks.profile_summary .bench/profile.txt
 
 clean:
 	rm -rf $(VENV) out .pytest_cache .mypy_cache .ruff_cache

@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
+from urllib.parse import quote, urlencode
 
 from azure.core.credentials_async import AsyncTokenCredential
 from azure.core.exceptions import (
@@ -27,7 +28,9 @@ from azure.core.exceptions import (
     DecodeError,
     HttpResponseError,
     IncompleteReadError,
+    ResourceNotFoundError,
 )
+from azure.core.rest import HttpRequest
 from azure.mgmt.monitor.aio import MonitorManagementClient
 from azure.monitor.querymetrics.aio import MetricsClient
 
@@ -225,7 +228,10 @@ class Capture:
         http = pipeline_response.http_response
         self.status = int(http.status_code)
         self.headers = {str(k).lower(): str(v) for k, v in http.headers.items()}
-        self.body = http.body()
+        try:
+            self.body = http.body()
+        except ValueError:  # streamed, not read yet: `send_batch` reports it once read
+            self.body = None
         if self.status == 200 and self.body is not None:
             self.pages.append(self.body)
 
@@ -469,7 +475,7 @@ def _error_message(error: HttpResponseError | None, capture: Capture) -> str:
         return ""
     try:
         body = json.loads(capture.body)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nesting deeper than the decoder's stack
         # Not JSON (a gateway's plain-text page): its first line is the best description there is.
         return capture.body.decode("utf-8", "replace").strip().splitlines()[0] if capture.body.strip() else ""
     if isinstance(body, dict):
@@ -485,7 +491,7 @@ def _json_body(capture: Capture) -> Any:
         raise _Malformed("empty body")
     try:
         return json.loads(capture.body)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: hostile nesting depth
         raise _Malformed(f"not JSON ({exc.__class__.__name__})") from None
 
 
@@ -508,11 +514,77 @@ def _definition_pages(_value: Any, capture: Capture) -> dict[str, MetricDefiniti
     for raw in capture.pages:
         try:
             pages.append(json.loads(raw))
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             raise _Malformed(f"not JSON ({exc.__class__.__name__})") from None
     if not pages:
         raise _Malformed("no metricDefinitions page was returned")
     return parse_definitions(pages)
+
+
+# getBatch through the client's public `send_request`. `MetricsClient.query_resources` would turn the
+# body into result models (and those into `MetricsQueryResult`s) that the poller never reads: it parses
+# the raw body with `azure_json`, and that conversion was about half of the poller's CPU (BENCHMARKS.md,
+# B2 profile). The request is the one the SDK emits (azure-monitor.md §3.3): same pipeline (credential,
+# hooks, user agent, TLS), path, query (metric names joined by raw commas) and body.
+BATCH_API_VERSION = "2024-02-01"
+_ERRORS_BY_STATUS: dict[int, type[HttpResponseError]] = {
+    401: ClientAuthenticationError,
+    404: ResourceNotFoundError,
+}
+
+
+def batch_request(
+    subscription_id: str,
+    resource_ids: Sequence[str],
+    metric_names: Sequence[str],
+    window_start: datetime,
+    window_end: datetime,
+    interval: str,
+    aggregations: Sequence[str],
+    top: int | None,
+    order: str | None,
+    dimension_filter: str | None,
+) -> HttpRequest:
+    """The `metrics:getBatch` POST for one query (pure)."""
+    params: list[tuple[str, str]] = [
+        ("api-version", BATCH_API_VERSION),
+        ("starttime", _batch_time(window_start)),
+        ("endtime", _batch_time(window_end)),
+        ("interval", interval),
+        ("metricnamespace", NAMESPACE),
+    ]
+    query = urlencode(params, quote_via=quote, safe="")
+    # Azure splits `metricnames` on raw commas; a comma inside a name is sent as "%2" (as the SDK does).
+    query += "&metricnames=" + ",".join(quote(name.replace(",", "%2"), safe="") for name in metric_names)
+    optional = [("aggregation", ",".join(aggregations)), ("top", str(top) if top else ""), ("orderby", order or "")]
+    optional.append(("filter", dimension_filter or ""))
+    query += "".join(f"&{key}={quote(value, safe='')}" for key, value in optional if value)
+    path = f"/subscriptions/{quote(subscription_id, safe='')}/metrics:getBatch?{query}"
+    return HttpRequest("POST", path, json={"resourceids": list(resource_ids)})
+
+
+def _batch_time(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+@dataclass(frozen=True, slots=True)
+class _ReadResponse:
+    """What a `raw_response_hook` reads, handed over once a streamed body was read."""
+
+    http_request: Any
+    http_response: Any
+
+
+async def send_batch(client: MetricsClient, request: HttpRequest, **kwargs: Any) -> None:
+    """Send one getBatch request; the body is left to the hooks, a non-200 raises like the SDK."""
+    response = await client.send_request(request, stream=True, **kwargs)
+    await response.read()
+    hook = kwargs.get("raw_response_hook")
+    if hook is not None:
+        hook(_ReadResponse(response.request, response))
+    if response.status_code != 200:
+        error_type = _ERRORS_BY_STATUS.get(response.status_code, HttpResponseError)
+        raise error_type(response=response)
 
 
 # ------------------------------------------------------------------------------------------- fetching
@@ -748,19 +820,21 @@ class Fetcher:
         flt = batch_filter(group.dimensions)
         ids = [a.id for a in accounts]
 
+        request = batch_request(
+            query.subscription_id,
+            ids,
+            group.metric_names,
+            query.window.start,
+            query.window.end,
+            query.window.timegrain,
+            group.aggregations,
+            top if flt else None,
+            order_by(group.aggregations),
+            flt,
+        )
+
         async def call(capture: Capture) -> None:
-            await client.query_resources(
-                resource_ids=ids,
-                metric_namespace=NAMESPACE,
-                metric_names=list(group.metric_names),
-                timespan=(query.window.start, query.window.end),
-                granularity=query.window.grain,
-                aggregations=list(group.aggregations),
-                max_results=top if flt else None,
-                order_by=order_by(group.aggregations),
-                filter=flt,
-                **capture.hooks(),
-            )
+            await send_batch(client, request, **capture.hooks())
 
         try:
             values = await self._retrier.run("getBatch", call, _batch_values, deadline, run.counter)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import time
 from dataclasses import replace
@@ -300,3 +301,63 @@ async def test_wrong_secret_fails_accounts_without_leaking_it(sim: Simulator) ->
     assert reasons and all("authentication failed" in r for r in reasons.values())
     assert not any(bad in r or sim.client_secret in r for r in reasons.values())
     assert sim.call_count("getBatch") == 0
+
+
+async def test_hand_built_batch_request_is_the_one_the_sdk_sends(sim: Simulator) -> None:
+    """`send_batch` skips the SDK's result models; the request on the wire must not change."""
+    from azure.monitor.querymetrics import MetricAggregationType
+    from azure.monitor.querymetrics.aio import MetricsClient
+
+    from metrics_poller.credentials import build_credential, client_kwargs
+    from metrics_poller.fetching import batch_filter, batch_request, order_by, send_batch
+
+    from .conftest import azure_cfg
+
+    cfg = azure_cfg(sim)
+    accounts = [a for a in sim_accounts(sim) if a.subscription_id == sim.subscription_ids[0]][:3]
+    region = accounts[0].location
+    accounts = [a for a in accounts if a.location == region]
+    tokens = group("tokens")
+    window = recent_window()
+    seen: list[tuple[str, object]] = []
+
+    def record(response: object) -> None:
+        request = response.http_request  # type: ignore[attr-defined]
+        body = request.content if hasattr(request, "content") else request.body
+        seen.append((request.url, json.loads(body.decode() if isinstance(body, bytes) else body)))
+
+    credential = build_credential(cfg)
+    client = MetricsClient(cfg.endpoints.metrics.format(region=region), credential, **client_kwargs(cfg))
+    try:
+        flt = batch_filter(tokens.dimensions)
+        await client.query_resources(
+            resource_ids=[a.id for a in accounts],
+            metric_namespace="Microsoft.CognitiveServices/accounts",
+            metric_names=list(tokens.metric_names),
+            timespan=(window.start, window.end),
+            granularity=window.grain,
+            aggregations=[MetricAggregationType.TOTAL],
+            max_results=100,
+            order_by=order_by(tokens.aggregations),
+            filter=flt,
+            raw_response_hook=record,
+        )
+        request = batch_request(
+            accounts[0].subscription_id,
+            [a.id for a in accounts],
+            tokens.metric_names,
+            window.start,
+            window.end,
+            window.timegrain,
+            tokens.aggregations,
+            100,
+            order_by(tokens.aggregations),
+            flt,
+        )
+        await send_batch(client, request, raw_response_hook=record)
+    finally:
+        await client.close()
+        await credential.close()
+    (sdk_url, sdk_body), (our_url, our_body) = seen[0], seen[-1]
+    assert our_url == sdk_url
+    assert our_body == sdk_body == {"resourceids": [a.id for a in accounts]}
