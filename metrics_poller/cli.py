@@ -365,6 +365,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_UNREACHABLE
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:
+        from metrics_poller.sinks.elasticsearch import SinkError
+
+        if isinstance(exc, SinkError):  # refused credentials or set-up failure: one line, not a traceback
+            print(f"error: {_one_line(exc)}", file=sys.stderr)
+            return EXIT_UNREACHABLE
+        raise
 
 
 if __name__ == "__main__":

@@ -434,5 +434,6 @@ def load(path: str | Path | None, environ: Mapping[str, str] | None = None) -> C
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             where = f" line {mark.line + 1}" if mark is not None else ""
-            raise ConfigError([f"config: {path}{where}: not valid YAML ({getattr(exc, 'problem', exc)})"]) from None
+            problem = " ".join(str(getattr(exc, "problem", None) or exc).split())  # one line, whatever the error
+            raise ConfigError([f"config: {path}{where}: not valid YAML ({problem})"]) from None
     return parse(data, environ)

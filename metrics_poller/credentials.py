@@ -74,9 +74,17 @@ def build_credential(cfg: config.Azure) -> AsyncTokenCredential:
     if cred.type == "certificate":
         assert cred.tenant_id and cred.client_id and cred.certificate_path  # enforced by config validation
         password = cred.certificate_password.get_secret_value() if cred.certificate_password else None
-        return CertificateCredential(
-            cred.tenant_id, cred.client_id, cred.certificate_path, password=password, **common
-        )
+        try:
+            return CertificateCredential(
+                cred.tenant_id, cred.client_id, cred.certificate_path, password=password, **common
+            )
+        except (OSError, ValueError, TypeError) as exc:  # unreadable file, not PEM/PKCS12, wrong password
+            reason = " ".join(str(exc).split())[:200] or type(exc).__name__
+            if password:
+                reason = reason.replace(password, "***")
+            raise config.ConfigError(
+                [f"config: azure.credential.certificate_path: cannot load the certificate ({reason})"]
+            ) from None
     if cred.type == "managed_identity":
         # IMDS / App Service endpoints are local and authority-free.
         return ManagedIdentityCredential(client_id=cred.client_id, connection_verify=tls_verify(cfg))

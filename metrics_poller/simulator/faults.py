@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import threading
 import uuid
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +30,7 @@ class Faults:
         self._rules: list[_Armed] = []
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
+        self._fired: Counter[str] = Counter()
 
     def add(self, rule: FaultRule) -> None:
         with self._lock:
@@ -37,6 +39,12 @@ class Faults:
     def clear(self) -> None:
         with self._lock:
             self._rules.clear()
+
+    @property
+    def fired(self) -> Counter[str]:
+        """How many times each fault kind has fired (not reset by `clear`)."""
+        with self._lock:
+            return Counter(self._fired)
 
     @property
     def rules(self) -> list[FaultRule]:
@@ -56,6 +64,7 @@ class Faults:
                     continue
                 if remaining is not None:
                     entry.remaining = remaining - 1
+                self._fired[rule.kind] += 1
                 return rule
         return None
 

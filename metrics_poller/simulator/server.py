@@ -339,6 +339,8 @@ class Simulator:
     def _fault_reply(self, rule: FaultRule | None, route: Route, request: web.Request) -> Reply | None:
         if rule is None or rule.kind in ("slow", "metric_error"):
             return None
+        if rule.kind == "hostile":
+            return Reply(200, rule.body, {"Content-Type": "application/json"})
         if rule.kind == "malformed":
             return Reply(200, MALFORMED.get(route.name, MALFORMED_DEFAULT), {"Content-Type": "application/json"})
         return error_reply(rule, route.name, request.path, route.subscription, self.client_id)

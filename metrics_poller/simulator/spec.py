@@ -31,6 +31,7 @@ FAULT_KINDS = (
     "malformed",
     "slow",
     "metric_error",
+    "hostile",
 )
 
 
@@ -73,7 +74,8 @@ class SimSpec:
 @dataclass(frozen=True, slots=True)
 class FaultRule:
     """One injected failure. `route` is a route name or "*"; `match` a case-insensitive substring of
-    the request path, query or body; `times` None means unlimited."""
+    the request path, query or body; `times` None means unlimited. Kind "hostile" answers 200 with
+    `body` verbatim (bad data from a healthy-looking service)."""
 
     route: str
     kind: str
@@ -82,6 +84,7 @@ class FaultRule:
     match: str | None = None
     probability: float = 1.0
     delay: float = 0.0
+    body: bytes = b""
 
     def __post_init__(self) -> None:
         if self.route != "*" and self.route not in ROUTES:

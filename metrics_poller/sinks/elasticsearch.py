@@ -33,6 +33,7 @@ from elasticsearch.serializer import OrjsonSerializer
 from metrics_poller import templates
 from metrics_poller.config import Elasticsearch as ElasticsearchConfig
 from metrics_poller.model import Document, Outcome
+from metrics_poller.shaping import encode
 from metrics_poller.state import StateError
 
 log = logging.getLogger(__name__)
@@ -393,7 +394,7 @@ def dead_letter_record(document: Document, status: int, error: Mapping[str, Any]
         "_id": document.id,
         "document": document.source,
     }
-    return orjson.dumps(record) + b"\n"
+    return encode(record) + b"\n"  # shaping.encode: huge integral values must not raise
 
 
 # ------------------------------------------------------------------------------------------------ sink
@@ -466,7 +467,8 @@ class ElasticsearchSink:
 
     def _encode(self, document: Document) -> _Encoded:
         action = {"create": {"_id": document.id}} if self._send_ids else {"create": {}}
-        return _Encoded(orjson.dumps(action), orjson.dumps(document.source))
+        # shaping.encode, not orjson.dumps: a huge integral value (beyond 64 bits) must not raise here.
+        return _Encoded(orjson.dumps(action), encode(document.source))
 
     async def _write_batch(
         self,
