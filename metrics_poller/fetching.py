@@ -14,6 +14,7 @@ import json
 import logging
 import random
 import re
+import ssl
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -407,6 +408,11 @@ class Retrier:
             return None, exc
 
     def _classify(self, error: BaseException, capture: Capture) -> CallError:
+        if _certificate_rejected(error):
+            # Asking again cannot make an untrusted certificate trusted: say so at once.
+            return CallError(
+                "TLS certificate verification failed (check azure.ca_bundle or the endpoint)", retryable=False
+            )
         if isinstance(error, TimeoutError):
             return CallError(str(error) or "timed out", retryable=True)
         if isinstance(error, ClientAuthenticationError) and capture.status is None:
@@ -457,6 +463,18 @@ class Retrier:
             credential=last.credential,
             retryable=last.retryable,
         )
+
+
+def _certificate_rejected(error: BaseException) -> bool:
+    """True when an exception (or one it was raised from) is a failed certificate verification."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY_FAILED" in str(current):
+            return True
+        current = current.__cause__ or current.__context__ or getattr(current, "inner_exception", None)
+    return False
 
 
 def _sdk_digest_error(error: BaseException) -> bool:
