@@ -74,3 +74,13 @@ def test_crontab_example(repo: Path, tmp_path: Path, check_config) -> None:
             )
     cfg = check_config(env)
     assert cfg.azure.credential.client_secret.get_secret_value() == "s3cret"
+
+
+def test_readme_cronjob_example_is_valid(repo: Path) -> None:
+    readme = (repo / "README.md").read_text(encoding="utf-8")
+    blocks = [b for b in re.findall(r"```yaml\n(.*?)```", readme, re.S) if "kind: CronJob" in b]
+    assert blocks, "the README shows a Kubernetes CronJob"
+    for block in blocks:
+        doc = yaml.safe_load(block)
+        kubernetes_validate.validate(doc, "1.30.0", strict=True)
+        assert doc["spec"]["concurrencyPolicy"] == "Forbid"
