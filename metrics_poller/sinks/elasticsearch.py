@@ -13,8 +13,7 @@ import hashlib
 import logging
 import random
 import re
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from enum import Enum
 from pathlib import Path
@@ -404,14 +403,10 @@ class _Abandon(Exception):
     """The batch cannot succeed by retrying now; its documents stay RETRYABLE."""
 
 
-@dataclass(frozen=True, slots=True)
-class _Encoded:
-    action: bytes
-    body: bytes
-
-    @property
-    def size(self) -> int:
-        return len(self.action) + len(self.body) + 2
+# The action line of every document without an `_id` (TSDS), and the parts of one with it: orjson writes
+# `{"create":{"_id":…}}` as exactly these bytes around the encoded id.
+_CREATE_WITHOUT_ID = orjson.dumps({"create": {}}) + b"\n"
+_CREATE_ID_HEAD, _CREATE_ID_TAIL = b'{"create":{"_id":', b"}}\n"
 
 
 class ElasticsearchSink:
@@ -448,9 +443,9 @@ class ElasticsearchSink:
         """
         if not documents:
             return []
-        encoded = [self._encode(d) for d in documents]
+        encoded = self._encode_all(documents)
         outcomes = [Outcome.RETRYABLE] * len(documents)
-        batches = plan_batches([e.size for e in encoded], self._cfg.batch_size, self._cfg.batch_bytes)
+        batches = plan_batches([len(e) for e in encoded], self._cfg.batch_size, self._cfg.batch_bytes)
         tasks = [asyncio.create_task(self._write_batch(b, documents, encoded, outcomes)) for b in batches]
         try:
             await asyncio.gather(*tasks)
@@ -465,16 +460,24 @@ class ElasticsearchSink:
         """Close the client's connections."""
         await self._client.close()
 
-    def _encode(self, document: Document) -> _Encoded:
-        action = {"create": {"_id": document.id}} if self._send_ids else {"create": {}}
+    def _encode_all(self, documents: Sequence[Document]) -> list[bytes]:
+        """Each document's two bulk lines, `action\\nsource\\n`, as one bytes object."""
         # shaping.encode, not orjson.dumps: a huge integral value (beyond 64 bits) must not raise here.
-        return _Encoded(orjson.dumps(action), encode(document.source))
+        if not self._send_ids:
+            return [_CREATE_WITHOUT_ID + encode(d.source) + b"\n" for d in documents]
+        dumps, join = orjson.dumps, b"".join
+        return [join((_CREATE_ID_HEAD, dumps(d.id), _CREATE_ID_TAIL, encode(d.source), b"\n")) for d in documents]
+
+    @staticmethod
+    def _payload(positions: Iterable[int], encoded: Sequence[bytes]) -> bytes:
+        """The bulk request body of the documents at `positions`."""
+        return b"".join([encoded[position] for position in positions])
 
     async def _write_batch(
         self,
         positions: list[int],
         documents: Sequence[Document],
-        encoded: Sequence[_Encoded],
+        encoded: Sequence[bytes],
         outcomes: list[Outcome],
     ) -> None:
         pending = positions
@@ -499,17 +502,14 @@ class ElasticsearchSink:
             self._cfg.retry_attempts,
         )
 
-    async def _send(self, positions: Sequence[int], encoded: Sequence[_Encoded]) -> list[Any] | None:
+    async def _send(self, positions: Sequence[int], encoded: Sequence[bytes]) -> list[Any] | None:
         """One bulk request; its items, or None when the whole request should be retried."""
-        payload = bytearray()
-        for position in positions:
-            item = encoded[position]
-            payload += item.action + b"\n" + item.body + b"\n"
+        payload = self._payload(positions, encoded)
         try:
             async with self._semaphore:
                 response = await self._client.options(max_retries=0).bulk(
                     # Pre-encoded NDJSON passes through the client's serializer untouched.
-                    operations=cast(Any, bytes(payload)),
+                    operations=cast(Any, payload),
                     index=self._stream,
                     pipeline=self._cfg.pipeline,
                     filter_path="errors,items.*.status,items.*.error",

@@ -1,8 +1,8 @@
 """B3: the pure pipeline, Azure response bytes → bulk request bytes, timed by this process's CPU.
 
 getBatch response bodies are generated once by the simulator's backend (no HTTP, not timed); then each
-is run through the production code the poller runs per response: `fetching.loads_json` and
-`_batch_values`, `azure_json.parse_resource_metrics` per account, `shaping.shape` per unit window, and
+is run through the production code the poller runs per response: `fetching._batch_values`
+(`azure_json.loads`), `azure_json.parse_resource_metrics` per account, `shaping.shape` per unit window, and
 `ElasticsearchSink._encode` plus the bulk payload assembly of `ElasticsearchSink._send`. The floor is
 `orjson.dumps` of the same final documents.
 """
@@ -22,7 +22,7 @@ from metrics_poller.catalog import GROUPS
 from metrics_poller.fetching import Capture, _batch_values, batch_filter, order_by
 from metrics_poller.model import Account, Document, Window
 from metrics_poller.planning import BATCH_LIMIT, families
-from metrics_poller.shaping import DocumentContext, shape
+from metrics_poller.shaping import DocumentContext, collector_paused, shape
 from metrics_poller.simulator.api import Backend
 from metrics_poller.sinks.elasticsearch import ElasticsearchSink
 from tests.benchmarks.worker import sim_spec
@@ -97,23 +97,24 @@ def _pipeline(
         for group, raw in bodies:
             capture = Capture()
             capture.body = raw
-            for item in _batch_values(None, capture):
-                account = by_key[item["resourceid"].lower()]
-                parsed = parse_resource_metrics(
-                    item,
-                    account=account,
-                    group=group.name,
-                    requested_dimensions=group.dimensions,
-                    requested_aggregations=group.aggregations,
-                    timegrain=window.timegrain,
-                )
-                series.extend(parsed.series)
+            values = _batch_values(None, capture)
+            with collector_paused():  # as `Fetcher._batch` digests a body
+                for item in values:
+                    account = by_key[item["resourceid"].lower()]
+                    parsed = parse_resource_metrics(
+                        item,
+                        account=account,
+                        group=group.name,
+                        requested_dimensions=group.dimensions,
+                        requested_aggregations=group.aggregations,
+                        timegrain=window.timegrain,
+                    )
+                    series.extend(parsed.series)
+            del values
         documents = shape(series, context)
-        encoded = [sink._encode(d) for d in documents]
-        payload = bytearray()
-        for item in encoded:
-            payload += item.action + b"\n" + item.body + b"\n"
-        payload_bytes += len(bytes(payload))
+        encoded = sink._encode_all(documents)  # as `ElasticsearchSink.write`
+        payload = sink._payload(range(len(encoded)), encoded)  # as `ElasticsearchSink._send`
+        payload_bytes += len(payload)
         documents_out.extend(documents)
     return len(documents_out), payload_bytes, documents_out
 

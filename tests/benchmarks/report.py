@@ -106,6 +106,58 @@ which therefore runs B4 at 108 accounts; the 1,008-account run is
 `python -m tests.benchmarks --only B4 --b4-accounts-per-region 84` (not run in this round).
 Peak RSS grows with it (548 MB at 108 accounts): each unit
 holds one hour-window of documents (50 accounts × 60 minutes ≈ 60 k documents) and 16 units run at once.
+
+### Round 2 (issue 7): hot spots of B3 and B2
+
+The paragraphs above describe round 1; the tables hold this round's medians (B4 was not re-run).
+Measured first: with the cyclic GC off, the B3 pipeline cost ~26 µs/document instead of ~38: the
+collector, triggered by the allocation bursts of decoding and parsing and rescanning the ever larger
+heap (7 full collections ≈ 1.1 s of the 4 s), was the biggest single cost, and most of what the
+round-1 profile booked to `json.loads` was collector time (`json.loads` itself: 3.4 µs/document with
+the GC off, orjson 2.2 µs).
+
+What changed (behaviour identical; golden NDJSON, property and runtime tests green):
+
+1. `azure_json.loads` (used by `fetching._json_body`): orjson, with `json.loads` deciding whenever
+   orjson refuses a body (NaN/Infinity, numbers beyond double range, lone surrogates, BOM, UTF-16/32)
+   and up front for any body with a run of 19 digits (the only input orjson accepts but reads
+   differently: integers beyond 64 bits become floats). The digit-run check is one `bytes.translate`
+   plus a substring search (0.4 µs/document; a regex cost 5 µs). Tested against `json.loads` on
+   every fixture, edge cases and generated numbers (`tests/shaping/test_shaping_loads.py`).
+2. GC paused (`shaping.collector_paused`) around decoding, around the digest of each getBatch body in
+   `Fetcher._batch` (no `await` inside), and around `parse_resource_metrics`; shaping already paused it.
+3. `azure_json._Reader`: per-bucket work inlined, `type(x) is dict` fast paths before the ABC
+   `isinstance(x, Mapping)`, error places formatted only on error, canonical dimension names cached
+   per response (parse 5.5 → 3.6 µs/document, GC off).
+4. `shaping`: per-series static part found by the dimensions' own order before sorting; the
+   `azure.dimensions` block and fingerprint cached across calls (LRU 8,192); one shared
+   `frozenset({group})`; `json_number` and `_finish_id` inlined; `Document` built by slot setters.
+5. `ElasticsearchSink`: each document's two bulk lines encoded into one `bytes` (the action line
+   assembled around `orjson.dumps(id)`, byte-identical), bulk body by one `b"".join`.
+
+| | before | after |
+|---|---|---|
+| B3 µs CPU/document (docs/s/core) | 38.8 (25,788) | ~25.2 (~39,700) |
+| B3 pipeline / floor | 35.4× | ~20× |
+| B2 10,008 accounts: wall s / poller CPU s / µs CPU per document | 95.8 / 67.0 / 63 | 67.1 / 56.3 / 53 |
+| B2 10,008 accounts: peak RSS MB | 621 | 843 (worse, see below) |
+
+**Still missed.** B3 (≥ 100 k docs/s, ≤ 3× floor): after the changes the pipeline's samples split
+into the collector's deferred work at the end of each pause (~16 % of the worker's samples, booked to
+`_GeneratorContextManager.__exit__`), orjson decoding, `_Reader.series`, `_gather`/`_finish`, and
+`encode`. What remains is the per-point object model (`Point` + values dict + `Series` per series,
+then `_Pending` and the nested document dicts) and the collector scanning it: ~25 µs/document against
+a floor of ~1.2 µs. 100 k docs/s needs ≤ 10 µs, i.e. building documents straight from the decoded
+body without `Series`/`Point` (a change to the fetch → cycle → shape interface, which tests read) or a
+compiled decoder (e.g. msgspec typed structs); 3× the floor is not reachable from Python objects at
+all (orjson decoding alone is ~2 µs/document).
+B2 wall (67 s against < 60 s) is still bound by one core (53 µs CPU/document: HTTPS, SDK pipeline,
+asyncio and the above). Peak RSS rose from 621 to ~843 MB at 10,008 accounts (257 vs 248 MB at 1,008):
+one run with the new GC pauses switched off measured 752 MB, 67 s CPU, 77 s wall, so the pauses cost
+~90 MB (the collector runs less often, so cyclic garbage of the HTTP stack lives longer) and another
+~130 MB comes from elsewhere in this round and is not yet explained. Next step: `tracemalloc`
+snapshots against RSS at the 10k peak before choosing between fewer units in flight, an explicit
+`gc.collect(0)` per unit, or dropping the `Fetcher._batch` pause.
 """
 
 
