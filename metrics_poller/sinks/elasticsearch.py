@@ -268,7 +268,7 @@ CURSOR_PRIVILEGES = ("read", "write", "create_index")
 
 
 async def check_access(client: AsyncElasticsearch, cfg: ElasticsearchConfig) -> list[str]:
-    """Connectivity, privileges and template state, one line each, for `metrics-poller check`.
+    """Connectivity, privileges and template state, one line each, for `metrics-poller validate`.
 
     Raises `SinkError` when the cluster is unreachable, the credentials are refused, or a privilege
     the writer needs is missing.
