@@ -40,6 +40,15 @@ class Comparison:
     unexpected: list[DocKey] = field(default_factory=list)
     wrong: list[tuple[DocKey, str, object, object]] = field(default_factory=list)
 
+    def add(self, other: Comparison) -> None:
+        """Fold another part of the same comparison (e.g. one time chunk) into this one."""
+        self.expected += other.expected
+        self.stored += other.stored
+        self.missing += other.missing
+        self.duplicated += other.duplicated
+        self.unexpected += other.unexpected
+        self.wrong += other.wrong
+
     @property
     def perfect(self) -> bool:
         return not (self.missing or self.duplicated or self.unexpected or self.wrong)
@@ -102,16 +111,26 @@ def compare(
 ) -> Comparison:
     """Diff stored documents against the expectation; `only_within` limits stored docs to a
     `[start, end)` range of `@timestamp` strings (documents outside it are ignored)."""
-    result = Comparison(expected=len(expected))
-    counts: Counter[DocKey] = Counter()
-    seen: dict[DocKey, dict[str, float]] = {}
+    pairs = []
     for hit in stored:
         document = hit.get("_source", hit)  # search hits or plain documents
         key = stored_key(document)
         if only_within and not (only_within[0] <= key[1] < only_within[1]):
             continue
+        pairs.append((key, stored_values(document)))
+    return compare_keyed(expected, pairs)
+
+
+def compare_keyed(
+    expected: Mapping[DocKey, Mapping[str, float]], stored: Iterable[tuple[DocKey, Mapping[str, float]]]
+) -> Comparison:
+    """Diff already-keyed stored documents ((key, values) pairs) against the expectation."""
+    result = Comparison(expected=len(expected))
+    counts: Counter[DocKey] = Counter()
+    seen: dict[DocKey, Mapping[str, float]] = {}
+    for key, values in stored:
         counts[key] += 1
-        seen[key] = stored_values(document)
+        seen[key] = values
     result.stored = sum(counts.values())
     result.duplicated = [k for k, n in counts.items() if n > 1]
     result.unexpected = [k for k in counts if k not in expected]

@@ -36,6 +36,7 @@ from metrics_poller.testing.es_server import ElasticsearchServer
 from metrics_poller.testing.ground_truth import (
     Comparison,
     DocKey,
+    compare_keyed,
     expected_documents,
     stamp,
     stored_key,
@@ -145,24 +146,7 @@ def compare_chunked(
         low = start + chunk * number
         high = min(low + chunk, end)
         expected = expected_documents(sim, accounts, groups, low, high, grain) if 0 <= number < chunks else {}
-        total.expected += len(expected)
-        counts: Counter[DocKey] = Counter()
-        seen: dict[DocKey, dict[str, float]] = {}
-        for key, values in stored.get(number, []):
-            counts[key] += 1
-            seen[key] = values
-        total.stored += sum(counts.values())
-        total.duplicated += [k for k, n in counts.items() if n > 1]
-        total.unexpected += [k for k in counts if k not in expected]
-        for key, fields in expected.items():
-            got = seen.get(key)
-            if got is None:
-                total.missing.append(key)
-                continue
-            for name in set(fields) | set(got):
-                want, have = fields.get(name), got.get(name)
-                if want is None or have is None or float(want) != float(have):
-                    total.wrong.append((key, name, want, have))
+        total.add(compare_keyed(expected, stored.get(number, [])))
     return total
 
 
