@@ -212,6 +212,10 @@ class Poller:
             )
 
         changes: dict[CursorKey, datetime] = {}
+        # `Account.key` lower-cases the id on every read, so each unit of an account (one per family)
+        # would put its own copy of the ~150-character key into `changes` and from there into the
+        # cursor maps, which live as long as the process: one shared string per account instead.
+        shared_keys: dict[str, str] = {}
         limit = asyncio.Semaphore(max(2, self.cfg.azure.concurrency))
         done = 0
 
@@ -219,7 +223,8 @@ class Poller:
             nonlocal done
             async with limit:
                 advanced = await self._run_unit(unit, deadline, report, collect_totals)
-            for account_key, end in advanced.items():
+            for key, end in advanced.items():
+                account_key = shared_keys.setdefault(key, key)
                 for group in unit.groups:
                     changes[(account_key, group.name)] = end
             done += 1

@@ -53,7 +53,14 @@ class FileCursorStore:
             cursors = {tuple(key.rsplit("|", 1)): decode_cursor(value) for key, value in raw.get("cursors", {}).items()}
         except (AttributeError, ValueError) as exc:
             raise StateError(f"cursor file {self.path} is not in the expected format: {exc}") from None
-        self._cursors = {(k[0], k[1]): v for k, v in cursors.items() if len(k) == 2}
+        # Every entry splits into new strings, but an account has one entry per metric group and the
+        # maps live as long as the process: keep one string per distinct account key and group name.
+        strings: dict[str, str] = {}
+        self._cursors = {
+            (strings.setdefault(k[0], k[0]), strings.setdefault(k[1], k[1])): v
+            for k, v in cursors.items()
+            if len(k) == 2
+        }
         return dict(self._cursors)
 
     async def save(self, changes: Mapping[CursorKey, datetime]) -> None:

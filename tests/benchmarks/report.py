@@ -158,6 +158,45 @@ one run with the new GC pauses switched off measured 752 MB, 67 s CPU, 77 s wall
 ~130 MB comes from elsewhere in this round and is not yet explained. Next step: `tracemalloc`
 snapshots against RSS at the 10k peak before choosing between fewer units in flight, an explicit
 `gc.collect(0)` per unit, or dropping the `Fetcher._batch` pause.
+
+### Round 3: what grows with the number of accounts (B2 peak RSS)
+
+`tracemalloc` (one frame; snapshot at the highest traced total, sampled every second, and at the end
+of the cycle) on B2 at 3,000 accounts (peak RSS 497 MB when run without it): of ~138 MB traced at the
+peak, 67 MB were `asyncio/sslproto.py:275` in 538 blocks, the 128 KiB receive buffer of each
+`SSLProtocol`, and 528 TLS connections were still alive at the end of the cycle although at most 16
+calls are in flight. Cause, outside the poller's own code: when `connection_verify` is a path
+(`azure.ca_bundle`, which B2 uses for the simulator's CA, as would a site behind a TLS-inspecting
+proxy), azure-core's `AioHttpTransport._build_ssl_config` builds a new `ssl.SSLContext(cafile=...)`
+for every request, and aiohttp keys pooled connections by that context, so no connection is ever
+reused: every getBatch makes a fresh TLS handshake and leaves one more connection (Python buffers plus
+OpenSSL state, which `tracemalloc` does not see) idle in the pool for the keep-alive time, or as
+cyclic garbage waiting for the collector (the GC pauses of round 2 make that wait longer). Checked
+with a temporary monkeypatch that caches the context per (cert, verify) (not committed; one run each):
+
+| accounts | peak RSS MB | poller CPU s | wall s |
+|---|---|---|---|
+| 3,000, as is → context cached | 497 → 196 | 15.8 → 13.1 | 19.6 → 17.3 |
+| 10,008, as is → context cached | 750 → 271 | 57.0 → 47.7 | 73.4 → 59.0 |
+
+The fix belongs to `credentials.py`/`fetching.py` (not changed in this round): build one `SSLContext`
+from `ca_bundle` per process and hand it to every SDK client's transport (e.g. an
+`AioHttpTransport` over a session whose connector carries that context), so connections are pooled.
+With the public Azure CAs (`ca_bundle` unset, `connection_verify=True`) aiohttp shares one context and
+the problem does not arise.
+
+What else grew with the accounts (end-of-cycle snapshot at 6,000 accounts, context cached):
+`model.py:31` (`Account.key`, a new lower-cased id per read) 12.6 MB in 66,000 strings, i.e. 11 copies
+per account, kept as the first element of the cursor keys (`cycle.py:224`, 4.1 MB of tuples; the
+`changes`, `Poller.cursors` and `FileCursorStore._cursors` dicts share the tuples, 2.5 MB each). Changed:
+`Poller._cycle` records one shared key string per account, and `FileCursorStore.load` one string per
+distinct account key and group name (it split every entry into new strings); B2 at 10,008 accounts with
+the context cached 271 → 246 MB (one run each). Bounded and left alone: the `_dimension_block` LRU
+(8,192 entries, ~8 MB with the decoded strings it keeps), the `parse_timestamp` LRU, the NDJSON sink's
+encoded bodies of the units in flight (~1.6 MB each, ~20 MB at the peak), discovery's accounts and
+the SDK's resource models (~5 MB at 6,000 accounts, kept for `refresh_interval`). The table above
+(812 MB at 10,008 accounts, runs 807–816, against 843 before this round's change; without the
+context fix) is still dominated by the per-request TLS connections.
 """
 
 
