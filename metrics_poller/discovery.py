@@ -164,7 +164,6 @@ class Discoverer:
         self._credential = credential
         self._clock = clock
         self._retrier = Retrier(cfg, asyncio.Semaphore(cfg.concurrency), clock)
-        self._kwargs = client_kwargs(cfg)
         self._clients: dict[str, ResourceManagementClient] = {}
         self._graph: ResourceGraphClient | None = None
         self._cached: DiscoveryResult | None = None
@@ -294,7 +293,7 @@ class Discoverer:
                 subscription_id,
                 base_url=self._cfg.endpoints.resource_manager,
                 credential_scopes=[self._scope()],
-                **self._kwargs,
+                **client_kwargs(self._cfg),
             )
             self._clients[key] = client
         return client
@@ -356,7 +355,7 @@ class Discoverer:
                 self._credential,
                 base_url=self._cfg.endpoints.resource_manager,
                 credential_scopes=[self._scope()],
-                **self._kwargs,
+                **client_kwargs(self._cfg),
             )
         graph = self._graph
         subscriptions = [s.id for s in self._cfg.subscriptions]

@@ -674,7 +674,6 @@ class Fetcher:
         self._clock = clock
         self._limit = asyncio.Semaphore(cfg.concurrency)
         self._retrier = Retrier(cfg, self._limit, clock)
-        self._kwargs = client_kwargs(cfg)
         self._metrics_clients: dict[str, MetricsClient] = {}
         self._monitor_clients: dict[str, MonitorManagementClient] = {}
         self._arm_only: set[str] = set()  # subscriptions where getBatch was refused (auto mode)
@@ -691,7 +690,7 @@ class Fetcher:
                 self._cfg.endpoints.metrics.format(region=key),
                 self._credential,
                 audience=self._cfg.endpoints.metrics_audience,
-                **self._kwargs,
+                **client_kwargs(self._cfg),
             )
             self._metrics_clients[key] = client
         return client
@@ -705,7 +704,7 @@ class Fetcher:
                 subscription_id,
                 base_url=self._cfg.endpoints.resource_manager,
                 credential_scopes=[self._cfg.endpoints.resource_manager_audience + "/.default"],
-                **self._kwargs,
+                **client_kwargs(self._cfg),
             )
             self._monitor_clients[key] = client
         return client

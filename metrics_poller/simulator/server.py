@@ -131,6 +131,7 @@ class Simulator:
         self._tokens: dict[str, str] = {}
         self._calls: Counter[tuple[str, int]] = Counter()
         self._calls_lock = threading.Lock()
+        self._peers: set[tuple[object, ...]] = set()
         self._arm = _ArmBuckets()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -279,6 +280,13 @@ class Simulator:
     def reset_calls(self) -> None:
         with self._calls_lock:
             self._calls.clear()
+            self._peers.clear()
+
+    @property
+    def connections(self) -> int:
+        """Distinct client connections (address, port) seen since the last `reset_calls`."""
+        with self._calls_lock:
+            return len(self._peers)
 
     def expected(
         self,
@@ -303,6 +311,10 @@ class Simulator:
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         route = classify(request.method, request.path)
+        peer = request.transport.get_extra_info("peername") if request.transport is not None else None
+        if peer is not None:
+            with self._calls_lock:
+                self._peers.add(tuple(peer[:2]))
         body = await request.read()
         status = 0
         try:

@@ -361,3 +361,21 @@ async def test_hand_built_batch_request_is_the_one_the_sdk_sends(sim: Simulator)
     (sdk_url, sdk_body), (our_url, our_body) = seen[0], seen[-1]
     assert our_url == sdk_url
     assert our_body == sdk_body == {"resourceids": [a.id for a in accounts]}
+
+
+async def test_connections_are_reused_with_a_custom_ca_bundle(sim: Simulator) -> None:
+    """With `azure.ca_bundle` (a path), azure-core would build a TLS context per request and aiohttp
+    would then open a new connection for every call; one shared context keeps the pool working."""
+    accounts = sim_accounts(sim)
+    work = queries(accounts, [group("requests"), group("tokens"), group("realtime")], recent_window())
+    async with stack(sim, concurrency=2) as s:
+        await s.fetcher.fetch(work[0], time.monotonic() + 60)  # token and first connections
+        sim.reset_calls()
+        for query in work[1:]:
+            result = await s.fetcher.fetch(query, time.monotonic() + 60)
+            assert not result.failed
+    calls = sum(sim.calls.values())
+    assert calls >= 10
+    # One pool per region client, at most `concurrency` connections each; never one per call.
+    regions = {q.region for q in work}
+    assert sim.connections <= 2 * len(regions) < calls
