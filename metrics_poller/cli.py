@@ -29,9 +29,14 @@ class UsageError(Exception):
 # ------------------------------------------------------------------------------------------ helpers
 
 
-def load_config(args: argparse.Namespace) -> config.Config:
+def load_config(args: argparse.Namespace, *, needs_targets: bool = True) -> config.Config:
     path = config.resolve_path(getattr(args, "config", None))
-    return config.load(path)
+    cfg = config.load(path)
+    if needs_targets and not (cfg.azure.subscriptions or cfg.azure.resource_ids):
+        where = f" in {path}" if path else " (no configuration file found)"
+        expected = "expected azure.subscriptions or azure.resource_ids"
+        raise config.ConfigError([f"config: azure.subscriptions: no Azure targets{where}; {expected}"])
+    return cfg
 
 
 def _setup_logging(cfg: config.Config | None = None) -> None:
@@ -271,7 +276,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_setup(args: argparse.Namespace) -> int:
-    cfg = load_config(args)
+    cfg = load_config(args, needs_targets=False)
     _setup_logging(cfg)
     _warn_insecure(cfg)
 

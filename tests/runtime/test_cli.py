@@ -100,3 +100,12 @@ def test_simulate_help_documents_seed_scale_latency_and_faults() -> None:
 def test_every_subcommand_has_help() -> None:
     for command in ("run", "once", "setup", "discover", "validate", "backfill", "simulate", "demo"):
         assert run(command, "--help").returncode == 0, command
+
+
+def test_no_azure_targets_is_a_configuration_error(tmp_path: Path) -> None:
+    path = tmp_path / "poller.yaml"
+    path.write_text("period: 300\n")
+    for command in ("once", "discover"):
+        result = run(command, "--config", str(path))
+        assert result.returncode == 2, result.stdout + result.stderr
+        assert result.stderr.startswith("config: azure.subscriptions: no Azure targets")
