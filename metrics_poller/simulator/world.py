@@ -138,18 +138,7 @@ def _account(
     key = key64(spec.seed, "account", subscription, region, n)
     kind = pick(key, 1, OPENAI_KINDS)
     name = f"{'aoai' if kind == 'OpenAI' else 'aisvc'}-{region}-{s_index:02d}{n:04d}"
-    group = groups[mix64(key ^ 2) % len(groups)]
-    return SimAccount(
-        id=_resource_id(subscription, group, name),
-        name=name,
-        subscription_id=subscription,
-        resource_group=group,
-        location=region,
-        kind=kind,
-        tags=_tags(key),
-        deployments=_deployments(key),
-        index=index,
-    )
+    return _record(key, subscription, groups, region, name, kind, _deployments(key), index)
 
 
 def _other(
@@ -158,6 +147,20 @@ def _other(
     key = key64(spec.seed, "other", subscription, region, n)
     kind = OTHER_KINDS[(n + s_index) % len(OTHER_KINDS)]
     name = f"{_OTHER_PREFIX[kind]}-{region}-{s_index:02d}{n:04d}"
+    return _record(key, subscription, groups, region, name, kind, (), index)
+
+
+def _record(
+    key: int,
+    subscription: str,
+    groups: tuple[str, ...],
+    region: str,
+    name: str,
+    kind: str,
+    deployments: tuple[SimDeployment, ...],
+    index: int,
+) -> SimAccount:
+    """The account record: resource group and tags derive from the account's key."""
     group = groups[mix64(key ^ 2) % len(groups)]
     return SimAccount(
         id=_resource_id(subscription, group, name),
@@ -167,7 +170,7 @@ def _other(
         location=region,
         kind=kind,
         tags=_tags(key),
-        deployments=(),
+        deployments=deployments,
         index=index,
     )
 
