@@ -2,9 +2,12 @@
 
 An ARM Metrics-List response and each `values[]` item of a getBatch response share one per-resource
 shape: `{"interval", "value": [metric, ...], ...}` with `metric = {"name": {"value"}, "errorCode",
-"timeseries": [{"metadatavalues": [...], "data": [{"timeStamp", "total", ...}]}]}`. Pure functions, no
-SDK: the caller hands over decoded JSON. Anything unreadable raises `AzureDataError` with a one-line
-message naming the place; extra keys are ignored and optional ones may be missing.
+"timeseries": [{"metadatavalues": [...], "data": [{"timeStamp", "total", ...}]}]}`.
+
+Response bytes are decoded by msgspec straight into the typed structs below, which validates them and
+skips every field the poller never reads. A body the typed decoder refuses (one malformed item, or
+JSON only the stdlib reads, such as NaN) is decoded by `loads` instead and each item is checked on its
+own, so a bad item fails only its resource, with a one-line `AzureDataError` naming the place.
 """
 
 from __future__ import annotations
@@ -12,21 +15,90 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from functools import lru_cache
 from typing import Any
 
+import msgspec
 import orjson
 
 from metrics_poller.catalog import AGGREGATION_KEY, METRICS_BY_LOWER_NAME, canonical_dimension
-from metrics_poller.model import Account, Point, Series
+from metrics_poller.model import AGGREGATE_KEYS, Account, Point, Series
 from metrics_poller.shaping import collector_paused
 
 
 class AzureDataError(ValueError):
     """Azure returned metric JSON this parser cannot read; the message is one line."""
+
+
+# ------------------------------------------------------------------------------------ wire structs
+
+
+class _Name(msgspec.Struct, frozen=True, gc=False):
+    """A LocalizableString; only `value` is read."""
+
+    value: str
+
+
+class _Dimension(msgspec.Struct, frozen=True, gc=False):
+    name: _Name | str
+    value: str
+
+
+class _TimeSeries(msgspec.Struct, frozen=True):
+    metadatavalues: list[_Dimension] | None = None
+    data: list[Point] | None = None
+
+
+class _Metric(msgspec.Struct, frozen=True):
+    name: _Name | str
+    id: str | None = None
+    timeseries: list[_TimeSeries] | None = None
+    error_code: str | None = msgspec.field(default=None, name="errorCode")
+    error_message: str | None = msgspec.field(default=None, name="errorMessage")
+
+
+class ResourceMetrics(msgspec.Struct, frozen=True):
+    """One resource's metrics: an ARM Metrics-List body, or one item of getBatch's `values`."""
+
+    value: list[_Metric]
+    interval: str | None = None
+    resourceid: str | None = None
+    resource_id: str | None = msgspec.field(default=None, name="resourceId")
+
+
+class _Batch(msgspec.Struct, frozen=True):
+    values: list[ResourceMetrics]
+
+
+_BATCH_DECODER = msgspec.json.Decoder(_Batch)
+_RESOURCE_DECODER = msgspec.json.Decoder(ResourceMetrics)
+
+
+def decode_batch(body: bytes) -> list[Any]:
+    """The `values` of a getBatch body: `ResourceMetrics` when the whole body is well-formed, else the
+    plain decoded items (each checked by `parse_resource_metrics`). Raises `ValueError` for a body that
+    is not JSON and `AzureDataError` for one without a `values` list."""
+    with collector_paused():  # one burst of allocations, none in a cycle
+        try:
+            return _BATCH_DECODER.decode(body).values
+        except msgspec.DecodeError:  # ValidationError included: re-read leniently below
+            pass
+    decoded = loads(body)
+    if not isinstance(decoded, dict) or not isinstance(decoded.get("values"), list):
+        raise AzureDataError("getBatch response has no 'values' list")
+    values: list[Any] = decoded["values"]
+    return values
+
+
+def decode_resource(body: bytes) -> Any:
+    """An ARM Metrics-List body: `ResourceMetrics` when well-formed, else the plain decoded JSON."""
+    with collector_paused():
+        try:
+            return _RESOURCE_DECODER.decode(body)
+        except msgspec.DecodeError:
+            pass
+    return loads(body)
 
 
 @dataclass(slots=True)
@@ -43,7 +115,6 @@ class ParsedResource:
 
 _METRICS_PATH = re.compile(r"/providers/microsoft\.insights/metrics/", re.IGNORECASE)
 _KEY_BY_LOWER_AGGREGATION = {name.lower(): key for name, key in AGGREGATION_KEY.items()}
-_ALL_KEYS = tuple(AGGREGATION_KEY.values())
 
 
 # Every byte → "0" for an ASCII digit, " " otherwise: `bytes.translate` with it plus one substring search
@@ -74,19 +145,23 @@ def loads(body: bytes | bytearray | str) -> Any:
 def resource_id_of(item: object) -> str | None:
     """The resource a response item describes: getBatch's `resourceid`, else the prefix of the first
     metric's `id` before `/providers/Microsoft.Insights/metrics/`. Case is preserved."""
-    if not isinstance(item, Mapping):
+    if isinstance(item, ResourceMetrics):
+        candidates: list[object] = [item.resourceid, item.resource_id]
+        first_metric_id = item.value[0].id if item.value else None
+    elif isinstance(item, dict):
+        candidates = [item.get("resourceid"), item.get("resourceId")]
+        metrics = item.get("value")
+        first = metrics[0] if isinstance(metrics, list) and metrics else None
+        first_metric_id = first.get("id") if isinstance(first, dict) else None
+    else:
         return None
-    for key in ("resourceid", "resourceId"):
-        value = item.get(key)
+    for value in candidates:
         if isinstance(value, str) and value:
             return value
-    metrics = item.get("value")
-    if isinstance(metrics, list) and metrics and isinstance(metrics[0], Mapping):
-        metric_id = metrics[0].get("id")
-        if isinstance(metric_id, str):
-            match = _METRICS_PATH.search(metric_id)
-            if match and match.start() > 0:
-                return metric_id[: match.start()]
+    if isinstance(first_metric_id, str):
+        match = _METRICS_PATH.search(first_metric_id)
+        if match and match.start() > 0:
+            return first_metric_id[: match.start()]
     return None
 
 
@@ -99,212 +174,117 @@ def parse_resource_metrics(
     requested_aggregations: Sequence[str],
     timegrain: str,
 ) -> ParsedResource:
-    """Parse one resource's metrics into `Series` (empty buckets and NaN/±Inf values dropped).
+    """Parse one resource's metrics (a `ResourceMetrics`, or plain decoded JSON) into `Series`.
 
     Dimension names are mapped back to the requested canonical names case-insensitively (Azure returns
-    them lower-cased), then through the catalogue. Only the requested aggregations are read (all five
-    when none are given). The series' time grain is the `interval` Azure echoed, else `timegrain`.
+    them lower-cased), then through the catalogue. The series read only the requested aggregations
+    (all five when none are given). Their time grain is the `interval` Azure echoed, else `timegrain`.
+    Series without any bucket are left out; empty buckets and non-finite values are skipped by shaping.
     """
-    if not isinstance(item, Mapping):
-        raise AzureDataError(f"resource item: expected an object, got {_kind(item)}")
-    interval = item.get("interval")
-    if interval is not None and not isinstance(interval, str):
-        raise AzureDataError(f"interval: expected a string, got {_kind(interval)}")
-    metrics = item.get("value")
-    if not isinstance(metrics, list):
-        raise AzureDataError(f"value: expected a list of metrics, got {_kind(metrics)}")
-    reader = _Reader(
-        account=account,
-        group=group,
-        timegrain=interval.upper() if interval else timegrain,
-        dimension_names={name.lower(): name for name in requested_dimensions},
-        keys=_aggregation_keys(requested_aggregations),
-    )
-    result = ParsedResource(interval=interval)
-    with collector_paused():  # one Point and one dict per bucket, none in a cycle
-        for index, metric in enumerate(metrics):
-            reader.metric(index, metric, result)
+    resource = item if type(item) is ResourceMetrics else _checked(item)
+    keys = _aggregation_keys(requested_aggregations)
+    if resource.interval:
+        timegrain = resource.interval.upper()
+    requested = {name.lower(): name for name in requested_dimensions}
+    canonical_names: dict[str, str] = {}  # raw name → canonical: a response repeats a few names
+    result = ParsedResource(interval=resource.interval)
+    for index, metric in enumerate(resource.value):
+        name = _metric_name(metric, index)
+        error = _metric_error(metric)
+        if error is not None:
+            result.metric_errors[name] = error
+            continue
+        if metric.timeseries is None:
+            raise AzureDataError(f"metric {name}: timeseries: expected a list, got null")
+        result.series_counts[name] = result.series_counts.get(name, 0) + len(metric.timeseries)
+        for element in metric.timeseries:
+            if not element.data:
+                continue
+            dimensions = {}
+            for entry in element.metadatavalues or ():
+                raw = entry.name if type(entry.name) is str else entry.name.value  # type: ignore[union-attr]
+                canonical = canonical_names.get(raw)
+                if canonical is None:
+                    if not raw:
+                        raise AzureDataError(f"metric {name}: metadatavalues: a dimension without a name")
+                    canonical = requested.get(raw.lower()) or canonical_dimension(raw)
+                    canonical_names[raw] = canonical
+                dimensions[canonical] = entry.value
+            result.series.append(Series(account, group, name, timegrain, dimensions, element.data, keys))
     return result
+
+
+def _checked(item: object) -> ResourceMetrics:
+    """Plain decoded JSON → `ResourceMetrics`, or `AzureDataError` naming the first thing wrong."""
+    try:
+        with collector_paused():
+            return msgspec.convert(item, ResourceMetrics)
+    except msgspec.ValidationError as exc:
+        if "Number out of range" not in str(exc):
+            raise AzureDataError(_one_line(exc)) from None
+    # An integer literal beyond double range (the stdlib keeps it exact) is no finite double: like
+    # `1e400`, which the stdlib reads as inf, it becomes ±inf, which shaping drops.
+    try:
+        return msgspec.convert(_huge_integers_as_infinity(item), ResourceMetrics)
+    except msgspec.ValidationError as exc:
+        raise AzureDataError(_one_line(exc)) from None
+
+
+def _huge_integers_as_infinity(value: object) -> object:
+    if type(value) is int:
+        try:
+            float(value)
+        except OverflowError:
+            return math.inf if value > 0 else -math.inf
+        return value
+    if isinstance(value, dict):
+        return {key: _huge_integers_as_infinity(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_huge_integers_as_infinity(item) for item in value]
+    return value
+
+
+def _one_line(exc: msgspec.ValidationError) -> str:
+    """msgspec's "Expected `str`, got `int` - at `$.value[0].name`" → "value[0].name: expected `str`,
+    got `int`"; a problem of the item itself is named "resource item"."""
+    text = " ".join(str(exc).split())
+    what, _, path = text.partition(" - at `")
+    place = path.rstrip("`").removeprefix("$").removeprefix(".") or "resource item"
+    return f"{place}: {what[:1].lower()}{what[1:]}"
 
 
 def _aggregation_keys(aggregations: Sequence[str]) -> tuple[str, ...]:
     if not aggregations:
-        return _ALL_KEYS
+        return AGGREGATE_KEYS
     keys = []
     for name in aggregations:
         key = _KEY_BY_LOWER_AGGREGATION.get(name.lower())
         if key is None:  # a caller's mistake, not Azure's
             raise ValueError(f"unknown aggregation {name!r}; expected one of {', '.join(AGGREGATION_KEY)}")
         keys.append(key)
-    return tuple(keys)
+    return _interned(tuple(keys))
 
 
-@dataclass(frozen=True, slots=True)
-class _Reader:
-    account: Account
-    group: str
-    timegrain: str
-    dimension_names: dict[str, str]
-    keys: tuple[str, ...]
-    # Raw dimension name → canonical name, filled as names are met (a response repeats a few names).
-    canonical_names: dict[str, str] = field(default_factory=dict)
-
-    def metric(self, index: int, metric: object, result: ParsedResource) -> None:
-        if not isinstance(metric, Mapping):
-            raise AzureDataError(f"value[{index}]: expected a metric object, got {_kind(metric)}")
-        name = _metric_name(metric, index)
-        try:
-            error = _metric_error(metric)
-            if error is not None:
-                result.metric_errors[name] = error
-                return
-            timeseries = metric.get("timeseries")
-            if not isinstance(timeseries, list):
-                raise AzureDataError(f"timeseries: expected a list, got {_kind(timeseries)}")
-            result.series_counts[name] = result.series_counts.get(name, 0) + len(timeseries)
-            for position, element in enumerate(timeseries):
-                series = self.series(name, position, element)
-                if series is not None:
-                    result.series.append(series)
-        except AzureDataError as exc:
-            raise AzureDataError(f"metric {name}: {exc}") from None
-
-    def series(self, name: str, position: int, element: object) -> Series | None:
-        where = f"timeseries[{position}]"
-        if type(element) is not dict and not isinstance(element, Mapping):
-            raise AzureDataError(f"{where}: expected an object, got {_kind(element)}")
-        dimensions = self.dimensions(element.get("metadatavalues"), where)
-        data = element.get("data")
-        if data is None:
-            return None
-        if type(data) is not list and not isinstance(data, list):
-            raise AzureDataError(f"{where}.data: expected a list, got {_kind(data)}")
-        points = []
-        keys = self.keys
-        # The per-bucket work is inlined (no call per bucket): this loop runs once per Azure value.
-        for number, bucket in enumerate(data):
-            if type(bucket) is not dict and not isinstance(bucket, Mapping):
-                raise AzureDataError(f"{where}.data[{number}]: expected an object, got {_kind(bucket)}")
-            values: dict[str, float] = {}
-            for key in keys:
-                raw = bucket.get(key)
-                if raw is None:
-                    continue
-                if type(raw) is float:
-                    if raw - raw == 0.0:  # finite: NaN and ±Inf give NaN here
-                        values[key] = raw
-                else:
-                    try:
-                        value = _number(raw, key)
-                    except AzureDataError as exc:
-                        raise AzureDataError(f"{where}.data[{number}]: {exc}") from None
-                    if value is not None:
-                        values[key] = value
-            if not values:
-                continue  # an empty bucket: Azure writes bare {"timeStamp": …}
-            stamp = bucket.get("timeStamp", _ABSENT)
-            if stamp is _ABSENT:
-                stamp = bucket.get("timestamp")
-            if type(stamp) is not str and not isinstance(stamp, str):
-                raise AzureDataError(f"{where}.data[{number}]: timeStamp: expected a string, got {_kind(stamp)}")
-            try:
-                moment = parse_timestamp(stamp)
-            except AzureDataError as exc:
-                raise AzureDataError(f"{where}.data[{number}]: {exc}") from None
-            points.append(Point(moment, values))
-        if not points:
-            return None
-        return Series(self.account, self.group, name, self.timegrain, dimensions, tuple(points))
-
-    def dimensions(self, metadata: object, where: str) -> dict[str, str]:
-        if metadata is None:
-            return {}
-        if type(metadata) is not list and not isinstance(metadata, list):
-            raise AzureDataError(f"{where}.metadatavalues: expected a list, got {_kind(metadata)}")
-        dimensions = {}
-        canonical_names = self.canonical_names
-        for number, entry in enumerate(metadata):
-            if type(entry) is not dict and not isinstance(entry, Mapping):
-                place = f"{where}.metadatavalues[{number}]"
-                raise AzureDataError(f"{place}: expected an object, got {_kind(entry)}")
-            raw_name = _localizable(entry.get("name"))
-            if raw_name is None:
-                raise AzureDataError(f"{where}.metadatavalues[{number}]: missing name")
-            value = entry.get("value")
-            if type(value) is not str and not isinstance(value, str):
-                place = f"{where}.metadatavalues[{number}]"
-                raise AzureDataError(f"{place}: value of {raw_name!r} is {_kind(value)}, expected a string")
-            canonical = canonical_names.get(raw_name)
-            if canonical is None:
-                canonical = self.dimension_names.get(raw_name.lower()) or canonical_dimension(raw_name)
-                canonical_names[raw_name] = canonical
-            dimensions[canonical] = value
-        return dimensions
+_KEY_TUPLES: dict[tuple[str, ...], tuple[str, ...]] = {}
 
 
-_ABSENT = object()
+def _interned(keys: tuple[str, ...]) -> tuple[str, ...]:
+    """One shared tuple per key combination: shaping caches its column layout by identity of content."""
+    return _KEY_TUPLES.setdefault(keys, keys)
 
 
-def _metric_name(metric: Mapping[str, object], index: int) -> str:
-    raw = _localizable(metric.get("name"))
-    if raw is None:
+def _metric_name(metric: _Metric, index: int) -> str:
+    raw = metric.name if type(metric.name) is str else metric.name.value  # type: ignore[union-attr]
+    if not raw:
         raise AzureDataError(f"value[{index}]: metric without a name")
     spec = METRICS_BY_LOWER_NAME.get(raw.lower())
     return spec.name if spec else raw
 
 
-def _metric_error(metric: Mapping[str, object]) -> str | None:
+def _metric_error(metric: _Metric) -> str | None:
     """`code: message` when the metric failed inside a 200; None for Success or no `errorCode`."""
-    code = metric.get("errorCode")
-    if code is None or (isinstance(code, str) and code.lower() == "success"):
+    code = metric.error_code
+    if code is None or code.lower() == "success":
         return None
-    message = metric.get("errorMessage")
-    text = f"{code}: {message}" if message else str(code)
+    text = f"{code}: {metric.error_message}" if metric.error_message else code
     return " ".join(text.split())  # one line
-
-
-def _localizable(value: object) -> str | None:
-    """The `value` of a LocalizableString (`{"value", "localizedValue"}`); a bare string also passes."""
-    if type(value) is dict or isinstance(value, Mapping):
-        value = value.get("value")
-    return value if isinstance(value, str) and value else None
-
-
-def _number(raw: object, key: str) -> float | None:
-    """A JSON number as float; NaN/±Inf → None; an integer too big for a float is kept exact."""
-    if type(raw) is float:
-        return raw if math.isfinite(raw) else None
-    if type(raw) is int:
-        try:
-            return float(raw)
-        except OverflowError:
-            return raw  # finite, just beyond double range; shaping writes it as an integer
-    raise AzureDataError(f"{key}: expected a number, got {_kind(raw)}")
-
-
-@lru_cache(maxsize=16_384)
-def parse_timestamp(text: str) -> datetime:
-    """Azure's `2026-01-01T00:00:00Z` (also with fractional seconds or `+00:00`) → aware UTC datetime.
-
-    Cached: a response repeats the same few bucket times in every series.
-    """
-    try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
-        raise AzureDataError(f"timeStamp: not an ISO-8601 time: {_brief(text)}") from None
-    if parsed.tzinfo is None:  # Azure's times are UTC even when it omits the zone
-        return parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
-
-
-def _kind(value: object) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool | int | float | str):
-        return f"{type(value).__name__} {_brief(value)}"
-    return type(value).__name__
-
-
-def _brief(value: object) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."

@@ -36,7 +36,14 @@ from azure.mgmt.monitor.aio import MonitorManagementClient
 from azure.monitor.querymetrics.aio import MetricsClient
 
 from metrics_poller import config, telemetry
-from metrics_poller.azure_json import AzureDataError, loads, parse_resource_metrics, resource_id_of
+from metrics_poller.azure_json import (
+    AzureDataError,
+    ResourceMetrics,
+    decode_batch,
+    decode_resource,
+    parse_resource_metrics,
+    resource_id_of,
+)
 from metrics_poller.catalog import AGGREGATION_KEY, NAMESPACE, canonical_dimension
 from metrics_poller.credentials import client_kwargs, secret_values
 from metrics_poller.model import (
@@ -505,25 +512,24 @@ def _error_message(error: HttpResponseError | None, capture: Capture) -> str:
     return ""
 
 
-def _json_body(capture: Capture) -> Any:
+def _decoded(decode: Callable[[bytes], T], capture: Capture) -> T:
     if capture.body is None:
         raise _Malformed("empty body")
     try:
-        return loads(capture.body)  # json.loads's exact result, decoded by orjson where it agrees
+        return decode(capture.body)
+    except AzureDataError as exc:
+        raise _Malformed(str(exc)) from None
     except (ValueError, RecursionError) as exc:  # RecursionError: hostile nesting depth
         raise _Malformed(f"not JSON ({exc.__class__.__name__})") from None
 
 
 def _batch_values(_value: Any, capture: Capture) -> list[Any]:
-    body = _json_body(capture)
-    if not isinstance(body, dict) or not isinstance(body.get("values"), list):
-        raise _Malformed("getBatch response has no 'values' list")
-    return list(body["values"])
+    return _decoded(decode_batch, capture)
 
 
-def _arm_response(_value: Any, capture: Capture) -> dict[str, Any]:
-    body = _json_body(capture)
-    if not isinstance(body, dict):
+def _arm_response(_value: Any, capture: Capture) -> Any:
+    body = _decoded(decode_resource, capture)
+    if not isinstance(body, dict | ResourceMetrics):
         raise _Malformed("metrics response is not a JSON object")
     return body
 
@@ -866,7 +872,7 @@ class Fetcher:
         # the decoded body, about to be dropped, into the old generation and rescan it there.
         with collector_paused():
             for item in values:
-                resource_id = resource_id_of(item) if isinstance(item, dict) else None
+                resource_id = resource_id_of(item)
                 account = by_key.get(resource_id.lower()) if resource_id else None
                 if account is None:
                     log.debug("getBatch returned an item for a resource that was not asked for; ignored")

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import Any, NamedTuple
+
+import msgspec
 
 from metrics_poller.catalog import MetricGroup
 
@@ -57,21 +61,34 @@ class Query:
     top: int
 
 
-@dataclass(frozen=True, slots=True)
-class Point:
-    """One non-empty bucket: its start time and the aggregates Azure returned (keys: average,
-    minimum, maximum, total, count)."""
+class Point(msgspec.Struct, frozen=True, gc=False, rename={"timestamp": "timeStamp"}):
+    """One bucket exactly as Azure sends it (`{"timeStamp", "total", ...}`): its start time and the
+    aggregates present. Decoded straight from the response bytes (azure_json); `gc=False` because a
+    cycle holds hundreds of thousands of them and none can be part of a reference cycle."""
 
-    timestamp: datetime
-    values: Mapping[str, float]
+    timestamp: datetime  # aware, or naive meaning UTC (Azure's times are UTC)
+    average: float | None = None
+    minimum: float | None = None
+    maximum: float | None = None
+    total: float | None = None
+    count: float | None = None
+
+    @property
+    def values(self) -> dict[str, float]:
+        """The aggregates present, by response key (`total`, `average`, ...)."""
+        return {key: value for key in AGGREGATE_KEYS if (value := getattr(self, key)) is not None}
 
 
-@dataclass(frozen=True, slots=True)
-class Series:
+# Response keys of the five aggregates, in `Point`'s field order.
+AGGREGATE_KEYS = ("average", "minimum", "maximum", "total", "count")
+
+
+class Series(NamedTuple):
     """One time series of one metric for one account and one dimension combination.
 
     `dimensions` uses canonical Azure dimension names (`ModelDeploymentName`), never the lower-cased
-    names Azure returns.
+    names Azure returns. `points` may include empty buckets; only the aggregates named in
+    `aggregations` (response keys) are read from them. A NamedTuple: a cycle builds one per series.
     """
 
     account: Account
@@ -79,7 +96,8 @@ class Series:
     metric: str
     timegrain: str
     dimensions: Mapping[str, str]
-    points: tuple[Point, ...]
+    points: Sequence[Point]
+    aggregations: tuple[str, ...] = AGGREGATE_KEYS
 
 
 class Outcome(StrEnum):
@@ -97,12 +115,22 @@ class Outcome(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Document:
-    """One Elasticsearch document with its deterministic `_id` and the cursor units it belongs to."""
+    """One Elasticsearch document with its deterministic `_id` and the cursor units it belongs to.
+
+    `body` is the source as compact JSON, exactly as it is stored: shaping writes it once and every
+    sink sends those bytes unchanged.
+    """
 
     id: str
-    source: Mapping[str, object]
+    body: bytes
     account_key: str
     groups: frozenset[str]
+
+    @property
+    def source(self) -> dict[str, Any]:
+        """The source as objects (for dead letters, reports and tests; not on the hot path)."""
+        result: dict[str, Any] = json.loads(self.body)
+        return result
 
 
 @dataclass(slots=True)

@@ -35,7 +35,7 @@ from metrics_poller.catalog import (
     dimension_key,
     manage_property_name,
 )
-from metrics_poller.model import Account, Document, Series
+from metrics_poller.model import Document, Series
 
 DATASET = "azure.open_ai"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -153,12 +153,15 @@ def document_id(account_key: str, timegrain: str, timestamp: datetime, fingerpri
     so different keys cannot run together into the same input. Re-shaping the same bucket always gives
     the same `_id`, which turns a repeated write into a harmless 409.
     """
-    return _finish_id(_id_prefix(account_key.lower(), timegrain, fingerprint), _epoch_ms(timestamp))
+    digest = _id_prefix(account_key.lower(), timegrain)
+    digest.update(f"{fingerprint or ''}\x1f".encode("ascii"))
+    return _finish_id(digest, _epoch_ms(timestamp))
 
 
-def _id_prefix(account_key: str, timegrain: str, fingerprint: str | None) -> hashlib.blake2b:
-    """The digest state after the per-series part, copied for each bucket (saves re-hashing it)."""
-    material = f"{account_key}\x1f{timegrain}\x1f{fingerprint or ''}\x1f"
+def _id_prefix(account_key: str, timegrain: str) -> hashlib.blake2b:
+    """The digest state after `account ␟ timegrain ␟`, copied for each series and bucket (saves
+    re-hashing it); the fingerprint (ASCII base64) and `␟` come next."""
+    material = f"{account_key}\x1f{timegrain}\x1f"
     return hashlib.blake2b(
         material.encode("utf-8", "surrogatepass"), digest_size=18, person=b"metrics-poller-1"
     )
@@ -203,20 +206,28 @@ class DocumentContext:
 
 @dataclass(slots=True)
 class _Static:
-    """What every document of one (account, time grain, dimension map) shares."""
+    """What every document of one (account, time grain, dimension map) shares: the document's bytes
+    around `@timestamp` and `azure.open_ai`, and the `_id` digest state of the per-series part."""
 
     account_key: str
-    timegrain: str
-    dimensions: dict[str, str] | None  # sorted, fingerprint included
-    account: _AccountBlocks
+    before_open_ai: bytes  # from the end of `@timestamp`'s value up to `"open_ai":`
+    after_open_ai: bytes  # from the end of `azure.open_ai` to the end of the document
     id_prefix: hashlib.blake2b
 
 
 @dataclass(slots=True)
-class _AccountBlocks:
-    subscription_id: str
-    resource: dict[str, object]
-    cloud: dict[str, str]
+class _AccountParts:
+    """Per (account, time grain): the bytes after `azure.open_ai`, and the `_id` digest state."""
+
+    after_open_ai: bytes
+    id_prefix: hashlib.blake2b  # over `account ␟ timegrain ␟`
+
+
+@dataclass(slots=True)
+class _Stamp:
+    epoch_ms: int
+    iso: bytes  # `2024-04-11T01:46:00.000Z`
+    id_part: bytes  # epoch milliseconds as ASCII digits
 
 
 @dataclass(slots=True)
@@ -224,7 +235,7 @@ class _Pending:
     """A document being merged: its static part, bucket time and the aggregates gathered so far."""
 
     static: _Static
-    timestamp: datetime
+    stamp: _Stamp
     values: dict[tuple[str, str], int | float]  # (field stem, suffix) → value
     groups: frozenset[str]  # replaced (never mutated): usually the shared one-group set
 
@@ -234,11 +245,11 @@ _SUFFIX_BY_KEY = {AGGREGATION_KEY[name]: suffix for name, suffix in AGGREGATION_
 
 
 @cache
-def _columns(metric: str) -> dict[str, tuple[str, str]]:
-    """Response key → (field stem, suffix) for one metric; unknown metrics use Metricbeat's rule."""
+def _columns(metric: str, keys: tuple[str, ...]) -> tuple[tuple[str, tuple[str, str]], ...]:
+    """(response key, (field stem, suffix)) for each key read; unknown metrics use Metricbeat's rule."""
     spec = METRICS_BY_NAME.get(metric) or METRICS_BY_LOWER_NAME.get(metric.lower())
     stem = spec.field if spec else manage_property_name(metric)
-    return {key: (stem, suffix) for key, suffix in _SUFFIX_BY_KEY.items()}
+    return tuple((key, (stem, _SUFFIX_BY_KEY[key])) for key in keys if key in _SUFFIX_BY_KEY)
 
 
 def json_number(value: object) -> int | float | None:
@@ -260,21 +271,23 @@ def shape(series: Iterable[Series], context: DocumentContext) -> list[Document]:
     wins, so the result never depends on series order. `Document.groups` names the request groups
     that contributed at least one value.
     """
-    accounts: dict[str, _AccountBlocks] = {}
+    constant = _constant_parts(context)
+    accounts: dict[tuple[str, str], _AccountParts] = {}
     statics: dict[tuple[str, str, tuple[tuple[str, str], ...]], _Static] = {}
     # The same key as `statics` but with the dimensions in the order the series lists them: most
     # series of a call repeat an order already seen, and this skips renaming and sorting them.
     seen: dict[tuple[str, str, tuple[tuple[str, str], ...]], _Static] = {}
-    pending: dict[tuple[int, datetime], _Pending] = {}
+    stamps: dict[datetime, _Stamp] = {}
+    pending: dict[tuple[int, int], _Pending] = {}
     with collector_paused():
         for one in series:
             account_key = one.account.key
             fast_key = (account_key, one.timegrain, tuple(one.dimensions.items()))
             static = seen.get(fast_key)
             if static is None:
-                static = seen[fast_key] = _static_for(one, account_key, statics, accounts)
-            _gather(one, static, pending)
-        return _finish(pending.values(), context)
+                static = seen[fast_key] = _static_for(one, account_key, statics, accounts, constant)
+            _gather(one, static, pending, stamps)
+        return _finish(pending.values())
 
 
 @contextmanager
@@ -295,38 +308,45 @@ def collector_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _gather(one: Series, static: _Static, pending: dict[tuple[int, datetime], _Pending]) -> None:
+def _gather(
+    one: Series,
+    static: _Static,
+    pending: dict[tuple[int, int], _Pending],
+    stamps: dict[datetime, _Stamp],
+) -> None:
     """Add one series' values to the pending documents (the hot loop: kept flat on purpose)."""
-    columns = _columns(one.metric)
+    columns = _columns(one.metric, one.aggregations)
     group = one.group
     only_group = _group_set(group)
     static_id = id(static)
     for point in one.points:
         slot = None
-        for key, raw in point.values.items():
-            column = columns.get(key)
-            if column is None:
+        for key, column in columns:
+            raw = getattr(point, key)
+            # json_number, inlined: this runs once per Azure value (always a float, see `Point`).
+            if raw is None or raw - raw != 0.0:  # absent, NaN or ±Inf
                 continue
-            # json_number, inlined: this runs once per Azure value.
-            kind = type(raw)
-            if kind is float:
-                if raw - raw != 0.0:  # NaN or ±Inf
-                    continue
-                value = int(raw) if raw.is_integer() else raw
-            elif kind is int:
-                value = raw
-            else:
-                continue
+            value = int(raw) if raw.is_integer() else raw
             if slot is None:
-                slot_key = (static_id, point.timestamp)
+                stamp = stamps.get(point.timestamp)
+                if stamp is None:
+                    stamp = stamps[point.timestamp] = _stamp(point.timestamp)
+                slot_key = (static_id, stamp.epoch_ms)
                 slot = pending.get(slot_key)
                 if slot is None:
-                    slot = pending[slot_key] = _Pending(static, point.timestamp, {}, only_group)
+                    slot = pending[slot_key] = _Pending(static, stamp, {}, only_group)
                 elif group not in slot.groups:
                     slot.groups = slot.groups | only_group
             current = slot.values.get(column)
             if current is None or value > current:
                 slot.values[column] = value
+
+
+def _stamp(timestamp: datetime) -> _Stamp:
+    if timestamp.tzinfo is None:  # Azure's times are UTC even when it omits the zone
+        timestamp = timestamp.replace(tzinfo=UTC)
+    epoch_ms = _epoch_ms(timestamp)
+    return _Stamp(epoch_ms, _iso_millis(timestamp).encode("ascii"), b"%d" % epoch_ms)
 
 
 @cache
@@ -339,42 +359,51 @@ def _static_for(
     one: Series,
     account_key: str,
     statics: dict[tuple[str, str, tuple[tuple[str, str], ...]], _Static],
-    accounts: dict[str, _AccountBlocks],
+    accounts: dict[tuple[str, str], _AccountParts],
+    constant: _Constant,
 ) -> _Static:
     dims = tuple(sorted((dimension_key(name), value) for name, value in one.dimensions.items()))
     key = (account_key, one.timegrain, dims)
     static = statics.get(key)
     if static is None:
-        blocks = accounts.get(account_key)
-        if blocks is None:
-            blocks = accounts[account_key] = _account_blocks(one.account)
-        static = statics[key] = _new_static(account_key, one.timegrain, dims, blocks)
+        parts = accounts.get(key[:2])  # type: ignore[call-overload]
+        if parts is None:
+            parts = accounts[(account_key, one.timegrain)] = _account_parts(one, account_key, constant)
+        static = statics[key] = _new_static(account_key, dims, parts, constant)
     return static
 
 
 def _new_static(
-    account_key: str, timegrain: str, dims: tuple[tuple[str, str], ...], blocks: _AccountBlocks
+    account_key: str, dims: tuple[tuple[str, str], ...], parts: _AccountParts, constant: _Constant
 ) -> _Static:
-    if not dims:
-        return _Static(account_key, timegrain, None, blocks, _id_prefix(account_key, timegrain, None))
-    dimensions, fp = _dimension_block(dims)
-    return _Static(account_key, timegrain, dimensions, blocks, _id_prefix(account_key, timegrain, fp))
+    id_prefix = parts.id_prefix.copy()
+    if dims:
+        block, fp = _dimension_block(dims)
+        id_prefix.update(fp.encode("ascii"))
+    else:
+        block = b""
+    id_prefix.update(b"\x1f")
+    before = b"".join((b'",', constant.agent, b'"azure":{', block, _NAMESPACE_AND_OPEN_AI))
+    return _Static(account_key, before, parts.after_open_ai, id_prefix)
+
+
+_NAMESPACE_AND_OPEN_AI = b'"namespace":' + orjson.dumps(NAMESPACE) + b',"open_ai":'
 
 
 @lru_cache(maxsize=8192)
-def _dimension_block(dims: tuple[tuple[str, str], ...]) -> tuple[dict[str, str], str]:
-    """`azure.dimensions` (sorted, fingerprint included) and the fingerprint of sorted `dims`.
+def _dimension_block(dims: tuple[tuple[str, str], ...]) -> tuple[bytes, str]:
+    """`"dimensions":{...},` (sorted, fingerprint included) and the fingerprint of sorted `dims`.
 
     Cached across calls: the same dimension maps recur in every window and across accounts (the same
-    deployments, status codes, regions), and the SHA-1 and the dict are then made once. The dict is
-    shared by every document that carries it, like the other static blocks (read-only).
+    deployments, status codes, regions), and the SHA-1 and the encoding are then done once.
     """
     plain = dict(dims)
     fp = fingerprint(plain)
-    return _sorted_dict({**plain, "fingerprint": fp}), fp
+    return b'"dimensions":' + encode(_sorted_dict({**plain, "fingerprint": fp})) + b",", fp
 
 
-def _account_blocks(account: Account) -> _AccountBlocks:
+def _account_parts(one: Series, account_key: str, constant: _Constant) -> _AccountParts:
+    account = one.account
     resource: dict[str, object] = {
         "group": account.resource_group,
         "id": account.id,
@@ -383,8 +412,20 @@ def _account_blocks(account: Account) -> _AccountBlocks:
     if account.tags:
         resource["tags"] = _sorted_dict(account.tags)
     resource["type"] = account.type
-    cloud = {"provider": "azure", "region": account.location}
-    return _AccountBlocks(account.subscription_id, resource, cloud)
+    after = b"".join(
+        (
+            b',"resource":',
+            encode(resource),
+            b',"subscription_id":',
+            encode(account.subscription_id),  # type: ignore[arg-type]
+            b',"timegrain":',
+            encode(one.timegrain),  # type: ignore[arg-type]
+            b'},"cloud":',
+            encode({"provider": "azure", "region": account.location}),
+            constant.tail,
+        )
+    )
+    return _AccountParts(after, _id_prefix(account_key, one.timegrain))
 
 
 def _sorted_dict(mapping: Mapping[str, str]) -> dict[str, str]:
@@ -393,34 +434,37 @@ def _sorted_dict(mapping: Mapping[str, str]) -> dict[str, str]:
 
 # How to nest one set of (stem, suffix) columns, sorted: ((stem, ((suffix, column), ...)), ...).
 _Layout = tuple[tuple[str, tuple[tuple[str, tuple[str, str]], ...]], ...]
+_DOCUMENT_HEAD = b'{"@timestamp":"'
 
 
-def _finish(pending: Collection[_Pending], context: DocumentContext) -> list[Document]:
-    constant = _constant_blocks(context)
-    stamps: dict[datetime, tuple[str, bytes]] = {}
+def _finish(pending: Collection[_Pending]) -> list[Document]:
     # Documents from the same series combination have the same columns in the same order, so the
     # sorted nesting is worked out once per combination instead of once per document.
     layouts: dict[tuple[tuple[str, str], ...], _Layout] = {}
     documents: list[Document] = []
     append = documents.append
+    join = b"".join
+    dumps = orjson.dumps
     for slot in pending:
-        stamp = stamps.get(slot.timestamp)
-        if stamp is None:
-            stamp = stamps[slot.timestamp] = (_iso_millis(slot.timestamp), b"%d" % _epoch_ms(slot.timestamp))
         values = slot.values
         columns = tuple(values)
         layout = layouts.get(columns)
         if layout is None:
             layout = layouts[columns] = _layout(columns)
         open_ai = {stem: {suffix: values[column] for suffix, column in cells} for stem, cells in layout}
+        try:
+            open_ai_json = dumps(open_ai)
+        except orjson.JSONEncodeError:
+            open_ai_json = encode(open_ai)
         static = slot.static
+        stamp = slot.stamp
         digest = static.id_prefix.copy()
-        digest.update(stamp[1])
+        digest.update(stamp.id_part)
         append(
             _document(
                 # _finish_id, inlined: 18 bytes encode to exactly 24 characters, never padded.
                 b2a_base64(digest.digest(), newline=False).translate(_URLSAFE).decode("ascii"),
-                _source(static, stamp[0], open_ai, constant),
+                join((_DOCUMENT_HEAD, stamp.iso, static.before_open_ai, open_ai_json, static.after_open_ai)),
                 static.account_key,
                 slot.groups,
             )
@@ -431,17 +475,17 @@ def _finish(pending: Collection[_Pending], context: DocumentContext) -> list[Doc
 _URLSAFE = bytes.maketrans(b"+/", b"-_")
 # `Document` is a frozen dataclass, whose generated __init__ sets each field through
 # `object.__setattr__`; writing the slots directly builds the same object in about half the time.
-_DOCUMENT_SLOTS = tuple(Document.__dict__[name].__set__ for name in ("id", "source", "account_key", "groups"))
-if tuple(f.name for f in fields(Document)) != ("id", "source", "account_key", "groups"):
+_DOCUMENT_SLOTS = tuple(Document.__dict__[name].__set__ for name in ("id", "body", "account_key", "groups"))
+if tuple(f.name for f in fields(Document)) != ("id", "body", "account_key", "groups"):
     raise RuntimeError("model.Document changed its fields: update shaping._document")
 
 
-def _document(id: str, source: dict[str, object], account_key: str, groups: frozenset[str]) -> Document:
-    """`Document(id, source, account_key, groups)`, built without the frozen-dataclass __init__."""
+def _document(id: str, body: bytes, account_key: str, groups: frozenset[str]) -> Document:
+    """`Document(id, body, account_key, groups)`, built without the frozen-dataclass __init__."""
     document = object.__new__(Document)
-    set_id, set_source, set_account_key, set_groups = _DOCUMENT_SLOTS
+    set_id, set_body, set_account_key, set_groups = _DOCUMENT_SLOTS
     set_id(document, id)
-    set_source(document, source)
+    set_body(document, body)
     set_account_key(document, account_key)
     set_groups(document, groups)
     return document
@@ -456,49 +500,26 @@ def _layout(columns: tuple[tuple[str, str], ...]) -> _Layout:
 
 @dataclass(frozen=True, slots=True)
 class _Constant:
-    agent: dict[str, str] | None
-    data_stream: dict[str, str]
-    ecs: dict[str, str]
-    event: dict[str, object]
-    metricset: dict[str, object]
-    service: dict[str, str]
+    """The encoded parts every document of a cycle shares: `agent` and everything after `cloud`."""
+
+    agent: bytes  # `"agent":{...},` or empty
+    tail: bytes  # `,"data_stream":{...},...,"service":{...}}`: closes the document
 
 
-def _constant_blocks(context: DocumentContext) -> _Constant:
+def _constant_parts(context: DocumentContext) -> _Constant:
     event: dict[str, object] = {"dataset": DATASET}
     if context.event_duration_ns is not None:
         event["duration"] = context.event_duration_ns
     event["module"] = "azure"
-    return _Constant(
-        agent=_sorted_dict(context.agent) if context.agent else None,
-        data_stream={"dataset": DATASET, "namespace": context.namespace, "type": "metrics"},
-        ecs={"version": context.ecs_version},
-        event=event,
-        metricset={"name": "monitor", "period": context.period_ms},
-        service={"type": "azure"},
-    )
-
-
-def _source(static: _Static, timestamp: str, open_ai: object, constant: _Constant) -> dict[str, object]:
-    azure: dict[str, object] = {}
-    if static.dimensions is not None:
-        azure["dimensions"] = static.dimensions
-    azure["namespace"] = NAMESPACE
-    azure["open_ai"] = open_ai
-    azure["resource"] = static.account.resource
-    azure["subscription_id"] = static.account.subscription_id
-    azure["timegrain"] = static.timegrain
-    source: dict[str, object] = {"@timestamp": timestamp}
-    if constant.agent is not None:
-        source["agent"] = constant.agent
-    source["azure"] = azure
-    source["cloud"] = static.account.cloud
-    source["data_stream"] = constant.data_stream
-    source["ecs"] = constant.ecs
-    source["event"] = constant.event
-    source["metricset"] = constant.metricset
-    source["service"] = constant.service
-    return source
+    tail = {
+        "data_stream": {"dataset": DATASET, "namespace": context.namespace, "type": "metrics"},
+        "ecs": {"version": context.ecs_version},
+        "event": event,
+        "metricset": {"name": "monitor", "period": context.period_ms},
+        "service": {"type": "azure"},
+    }
+    agent = b'"agent":' + encode(_sorted_dict(context.agent)) + b"," if context.agent else b""
+    return _Constant(agent, b"," + encode(tail)[1:])
 
 
 # ---------------------------------------------------------------------------------------------------

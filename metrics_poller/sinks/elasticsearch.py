@@ -391,7 +391,7 @@ def dead_letter_record(document: Document, status: int, error: Mapping[str, Any]
         "reason": dict(error or {}),
         "status": status,
         "_id": document.id,
-        "document": document.source,
+        "document": orjson.Fragment(document.body),  # the stored bytes, unchanged
     }
     return encode(record) + b"\n"  # shaping.encode: huge integral values must not raise
 
@@ -462,11 +462,10 @@ class ElasticsearchSink:
 
     def _encode_all(self, documents: Sequence[Document]) -> list[bytes]:
         """Each document's two bulk lines, `action\\nsource\\n`, as one bytes object."""
-        # shaping.encode, not orjson.dumps: a huge integral value (beyond 64 bits) must not raise here.
         if not self._send_ids:
-            return [_CREATE_WITHOUT_ID + encode(d.source) + b"\n" for d in documents]
+            return [_CREATE_WITHOUT_ID + d.body + b"\n" for d in documents]
         dumps, join = orjson.dumps, b"".join
-        return [join((_CREATE_ID_HEAD, dumps(d.id), _CREATE_ID_TAIL, encode(d.source), b"\n")) for d in documents]
+        return [join((_CREATE_ID_HEAD, dumps(d.id), _CREATE_ID_TAIL, d.body, b"\n")) for d in documents]
 
     @staticmethod
     def _payload(positions: Iterable[int], encoded: Sequence[bytes]) -> bytes:

@@ -9,11 +9,10 @@ from pathlib import Path
 from typing import BinaryIO
 
 from metrics_poller.model import Document, Outcome
-from metrics_poller.shaping import encode
 
 
 class NdjsonSink:
-    """Writes `encode(document.source)` lines; every document counts as created."""
+    """Writes each `document.body` as a line; every document counts as created."""
 
     def __init__(self, path: str) -> None:
         self._path = path
@@ -34,7 +33,7 @@ class NdjsonSink:
             raise RuntimeError(f"NDJSON sink {self._path} is closed")
         if not documents:
             return []
-        data = b"".join(encode(document.source) + b"\n" for document in documents)
+        data = b"".join(document.body + b"\n" for document in documents)
         async with self._lock:
             # File writes block; a thread keeps the event loop (and its deadlines) responsive.
             await asyncio.to_thread(self._write_bytes, self._stream, data)

@@ -92,9 +92,7 @@ def recent_window(minutes: int = 10, grain_minutes: int = 1) -> Window:
     return Window(end - timedelta(minutes=minutes), end, timedelta(minutes=grain_minutes))
 
 
-def queries(
-    accounts: Sequence[Account], groups: Sequence[MetricGroup], window: Window, top: int = 1000
-) -> list[Query]:
+def queries(accounts: Sequence[Account], groups: Sequence[MetricGroup], window: Window, top: int = 1000) -> list[Query]:
     """Accounts chunked per (subscription, region) into ≤ 50, one query per chunk and group."""
     by_scope: dict[tuple[str, str], list[Account]] = {}
     for account in accounts:
@@ -117,7 +115,9 @@ def observed(result: QueryResult, account: Account, metric: str) -> dict[frozens
         if series.account.key == account.key and series.metric == metric:
             key = frozenset(series.dimensions.items())
             assert key not in out, f"duplicate series {key} for {account.name}/{metric}"
-            out[key] = {p.timestamp: dict(p.values) for p in series.points}
+            asked = series.aggregations
+            read = ((p.timestamp, {k: v for k, v in p.values.items() if k in asked}) for p in series.points)
+            out[key] = {stamp: values for stamp, values in read if values}
     return out
 
 

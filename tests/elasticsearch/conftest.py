@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
 import pytest
 from elasticsearch import AsyncElasticsearch
 
@@ -147,7 +148,7 @@ def make_document(
     print_ = azure.get("dimensions", {}).get("fingerprint", "")
     identity = f"{resource_id.lower()}|{source['@timestamp']}|{print_}"
     doc_id = base64.urlsafe_b64encode(hashlib.sha256(identity.encode()).digest()[:18]).decode()
-    return Document(doc_id, source, resource_id.lower(), frozenset({"requests"}))
+    return Document(doc_id, orjson.dumps(source), resource_id.lower(), frozenset({"requests"}))
 
 
 def request_documents(namespace: str, count: int, *, start: datetime | None = None) -> list[Document]:

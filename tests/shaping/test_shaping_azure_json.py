@@ -12,13 +12,22 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from metrics_poller.azure_json import AzureDataError, parse_resource_metrics, parse_timestamp, resource_id_of
+from metrics_poller.azure_json import (
+    AzureDataError,
+    ResourceMetrics,
+    decode_batch,
+    decode_resource,
+    parse_resource_metrics,
+    resource_id_of,
+)
 from metrics_poller.model import Account
+from metrics_poller.shaping import DocumentContext, shape
 
 RID = "/subscriptions/S/resourceGroups/RG/providers/Microsoft.CognitiveServices/accounts/Acc"
-ACCOUNT = Account(
-    id=RID, name="Acc", subscription_id="S", resource_group="RG", location="eastus", kind="OpenAI"
-)
+ACCOUNT = Account(id=RID, name="Acc", subscription_id="S", resource_group="RG", location="eastus", kind="OpenAI")
+
+
+CONTEXT = DocumentContext(period_ms=60_000)
 
 
 def meta(name: str, value: Any) -> dict[str, Any]:
@@ -82,10 +91,13 @@ def test_reads_a_series() -> None:
     assert series.account is ACCOUNT
     assert (series.group, series.metric, series.timegrain) == ("requests", "AzureOpenAIRequests", "PT1M")
     assert series.dimensions == {"ModelDeploymentName": "GPT-4o", "StatusCode": "200"}
-    assert [(p.timestamp.minute, dict(p.values)) for p in series.points] == [
+    # Buckets as sent (the empty one included); shaping reads only the requested aggregations.
+    assert [(p.timestamp.minute, p.values) for p in series.points] == [
         (0, {"total": 12.0}),
-        (2, {"total": 0.5}),
+        (1, {}),
+        (2, {"total": 0.5, "average": 9.0}),
     ]
+    assert series.aggregations == ("total",)
     assert series.points[0].timestamp == datetime(2026, 1, 1, tzinfo=UTC)
     assert result.series_counts == {"AzureOpenAIRequests": 1}
     assert result.metric_errors == {}
@@ -127,9 +139,11 @@ def test_only_requested_aggregations_are_read() -> None:
     }
     body = item(metric("ActiveTokens", one_series([point])))
     (series,) = parse(body, aggregations=("average", "Maximum")).series
-    assert dict(series.points[0].values) == {"average": 1.0, "maximum": 2.0}
+    assert series.aggregations == ("average", "maximum")
+    (document,) = shape([series], CONTEXT)
+    assert document.source["azure"]["open_ai"] == {"active_tokens": {"avg": 1, "max": 2}}
     (series,) = parse(body, aggregations=()).series
-    assert set(series.points[0].values) == {"average", "minimum", "maximum", "total", "count"}
+    assert series.aggregations == ("average", "minimum", "maximum", "total", "count")
     with pytest.raises(ValueError, match="unknown aggregation 'P99'"):
         parse(body, aggregations=("P99",))
 
@@ -156,9 +170,7 @@ def test_tolerates_missing_and_extra_keys() -> None:
 
 
 def test_echoed_interval_is_the_time_grain() -> None:
-    body = item(
-        metric("AzureOpenAIRequests", one_series([{"timeStamp": "2026-01-01T00:00:00Z", "total": 1}]))
-    )
+    body = item(metric("AzureOpenAIRequests", one_series([{"timeStamp": "2026-01-01T00:00:00Z", "total": 1}])))
     body["interval"] = "PT5M"
     result = parse(body)
     assert result.interval == "PT5M"
@@ -186,24 +198,36 @@ def test_metric_error_inside_a_200() -> None:
 
 def test_series_counts_include_empty_series() -> None:
     empty = [
-        {"metadatavalues": [meta("modeldeploymentname", str(i))], "data": [{"timeStamp": "x"}]}
+        {"metadatavalues": [meta("modeldeploymentname", str(i))], "data": [{"timeStamp": "2026-01-01T00:00:00Z"}]}
         for i in range(3)
     ]
     result = parse(item(metric("AzureOpenAIRequests", empty)))
-    assert result.series == []  # bare buckets only: their timestamps are never even parsed
     assert result.series_counts == {"AzureOpenAIRequests": 3}
+    assert shape(result.series, CONTEXT) == []  # bare buckets only: no document
 
 
-def test_non_finite_values_are_dropped_and_huge_ones_kept() -> None:
+def test_non_finite_values_are_dropped() -> None:
     data = [
         {"timeStamp": "2026-01-01T00:00:00Z", "total": math.nan},
         {"timeStamp": "2026-01-01T00:01:00Z", "total": math.inf},
         {"timeStamp": "2026-01-01T00:02:00Z", "total": 1e308},
-        {"timeStamp": "2026-01-01T00:03:00Z", "total": 10**400},
     ]
-    body = json.loads(json.dumps(item(metric("AzureOpenAIRequests", one_series(data)))))
-    (series,) = parse(body).series
-    assert [p.values["total"] for p in series.points] == [1e308, 10**400]
+    raw = json.dumps(item(metric("AzureOpenAIRequests", one_series(data)))).encode()  # NaN, Infinity
+    (series,) = parse(decode_resource(raw)).series
+    documents = shape([series], CONTEXT)
+    assert [d.source["azure"]["open_ai"]["requests"]["total"] for d in documents] == [10**308 * 1.0]
+
+
+def test_values_beyond_double_range_are_infinite() -> None:
+    bucket = b'{"timeStamp":"2026-01-01T00:00:00Z","total":1e400}'
+    raw = b'{"value":[{"name":"AzureOpenAIRequests","timeseries":[{"data":[' + bucket + b"]}]}]}"
+    assert isinstance(decode_resource(raw), dict)  # the typed decoder refused; the stdlib read it
+    parsed = parse(decode_resource(raw))
+    assert parsed.series[0].points[0].total == math.inf  # as json.loads reads it: dropped by shaping
+    exact = json.loads(raw.replace(b"1e400", b"-1" + b"0" * 400))  # the stdlib keeps it an exact int
+    assert parse(exact).series[0].points[0].total == -math.inf
+    with pytest.raises(AzureDataError, match=r"value\[0\].name: expected `str \| object`, got `int`"):
+        parse({**exact, "value": [{**exact["value"][0], "name": 10**400}]})
 
 
 @pytest.mark.parametrize(
@@ -217,63 +241,62 @@ def test_non_finite_values_are_dropped_and_huge_ones_kept() -> None:
     ],
 )
 def test_timestamp_forms(text: str) -> None:
-    parsed = parse_timestamp(text)
-    assert parsed == datetime(2026, 1, 1, tzinfo=UTC)
-    assert parsed.tzinfo is UTC
+    body = item(metric("AzureOpenAIRequests", one_series([{"timeStamp": text, "total": 1}])))
+    for decoded in (decode_resource(json.dumps(body).encode()), body):
+        (document,) = shape(parse(decoded).series, CONTEXT)
+        assert document.source["@timestamp"] == "2026-01-01T00:00:00.000Z"
 
 
 @pytest.mark.parametrize(
     ("body", "message"),
     [
-        ([], "resource item: expected an object, got list"),
-        ({"error": {"code": "BadRequest"}}, "value: expected a list of metrics, got null"),
-        (item("x"), "value[0]: expected a metric object, got str 'x'"),  # type: ignore[arg-type]
-        (item({"timeseries": []}), "value[0]: metric without a name"),
+        ([], "resource item: expected `object`, got `array`"),
+        ({"error": {"code": "BadRequest"}}, "resource item: object missing required field `value`"),
+        (item("x"), "value[0]: expected `object`, got `str`"),  # type: ignore[arg-type]
+        (item({"timeseries": []}), "value[0]: object missing required field `name`"),
         (
             item(metric("AzureOpenAIRequests", None)),
-            "metric AzureOpenAIRequests: timeseries: expected a list",
+            "metric AzureOpenAIRequests: timeseries: expected a list, got null",
         ),
         (
-            item(
-                metric(
-                    "AzureOpenAIRequests", one_series([{"timeStamp": "2026-01-01T00:00:00Z", "total": "1"}])
-                )
-            ),
-            "metric AzureOpenAIRequests: timeseries[0].data[0]: total: expected a number, got str '1'",
+            item(metric("AzureOpenAIRequests", one_series([{"timeStamp": "2026-01-01T00:00:00Z", "total": "1"}]))),
+            "value[0].timeseries[0].data[0].total: expected `float | null`, got `str`",
         ),
         (
-            item(
-                metric(
-                    "AzureOpenAIRequests", one_series([{"timeStamp": "2026-01-01T00:00:00Z", "total": True}])
-                )
-            ),
-            "total: expected a number, got bool True",
+            item(metric("AzureOpenAIRequests", one_series([{"timeStamp": "2026-01-01T00:00:00Z", "total": True}]))),
+            "value[0].timeseries[0].data[0].total: expected `float | null`, got `bool`",
         ),
         (
             item(metric("AzureOpenAIRequests", one_series([{"timeStamp": "yesterday", "total": 1}]))),
-            "timeseries[0].data[0]: timeStamp: not an ISO-8601 time: 'yesterday'",
+            "value[0].timeseries[0].data[0].timeStamp: invalid RFC3339 encoded datetime",
         ),
         (
             item(metric("AzureOpenAIRequests", one_series([{"total": 1}]))),
-            "timeStamp: expected a string, got null",
+            "data[0]: object missing required field `timeStamp`",
         ),
-        (item(metric("AzureOpenAIRequests", one_series([[1]]))), "data[0]: expected an object, got list"),
+        (item(metric("AzureOpenAIRequests", one_series([[1]]))), "data[0]: expected `object`, got `array`"),
         (
             item(metric("AzureOpenAIRequests", [{"data": {}}])),
-            "timeseries[0].data: expected a list, got dict",
+            "timeseries[0].data: expected `array | null`, got `object`",
         ),
-        (item(metric("AzureOpenAIRequests", ["x"])), "timeseries[0]: expected an object, got str"),
+        (item(metric("AzureOpenAIRequests", ["x"])), "value[0].timeseries[0]: expected `object`, got `str`"),
         (
             item(metric("AzureOpenAIRequests", one_series([], [meta("region", 3)]))),
-            "timeseries[0].metadatavalues[0]: value of 'region' is int 3, expected a string",
+            "timeseries[0].metadatavalues[0].value: expected `str`, got `int`",
         ),
         (
             item(metric("AzureOpenAIRequests", one_series([], [{"value": "x"}]))),
-            "metadatavalues[0]: missing name",
+            "metadatavalues[0]: object missing required field `name`",
         ),
-        (item(metric("AzureOpenAIRequests", one_series([], ["x"]))), "metadatavalues[0]: expected an object"),
-        (item(metric("AzureOpenAIRequests", [{"metadatavalues": {}}])), "metadatavalues: expected a list"),
-        ({"interval": 5, "value": []}, "interval: expected a string, got int 5"),
+        (
+            item(metric("AzureOpenAIRequests", one_series([], ["x"]))),
+            "metadatavalues[0]: expected `object`, got `str`",
+        ),
+        (
+            item(metric("AzureOpenAIRequests", [{"metadatavalues": {}}])),
+            "metadatavalues: expected `array | null`, got `object`",
+        ),
+        ({"interval": 5, "value": []}, "interval: expected `str | null`, got `int`"),
     ],
 )
 def test_bad_data_is_one_clear_line(body: object, message: str) -> None:
@@ -285,9 +308,7 @@ def test_bad_data_is_one_clear_line(body: object, message: str) -> None:
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.floats() | st.integers() | st.text(max_size=5),
-    lambda children: (
-        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children, max_size=3)
-    ),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children, max_size=3),
     max_leaves=12,
 )
 plausible_keys = st.sampled_from(
@@ -306,6 +327,57 @@ def test_arbitrary_json_raises_only_azure_data_error(body: object) -> None:
         parse(body)
     except AzureDataError as exc:
         assert "\n" not in str(exc)
+
+
+stamps = st.datetimes(min_value=datetime(2020, 1, 1), max_value=datetime(2030, 1, 1), timezones=st.just(UTC)).map(
+    lambda moment: moment.isoformat().replace("+00:00", "Z")
+)
+numbers = st.floats(allow_nan=False, allow_infinity=False) | st.integers(-(2**53), 2**53)
+buckets = st.builds(
+    lambda stamp, values: {"timeStamp": stamp, **values},
+    stamps,
+    st.dictionaries(st.sampled_from(["average", "minimum", "maximum", "total", "count"]), numbers),
+)
+names = st.text(min_size=1, max_size=6)
+dimension_lists = st.lists(st.builds(meta, names, st.text(max_size=6)), max_size=3)
+series_lists = st.lists(
+    st.builds(lambda d, m: {"metadatavalues": m, "data": d}, st.lists(buckets, max_size=3), dimension_lists),
+    max_size=3,
+)
+well_formed = st.builds(
+    lambda metrics, interval: {"values": [{"resourceid": RID, "interval": interval, "value": metrics}]},
+    st.lists(st.builds(metric, st.sampled_from(["AzureOpenAIRequests", "Other"]), series_lists), max_size=2),
+    st.sampled_from(["PT1M", "pt5m"]),
+)
+
+
+@given(well_formed)
+def test_typed_and_lenient_reading_agree(body: dict[str, Any]) -> None:
+    raw = json.dumps(body).encode()
+    (typed,) = decode_batch(raw)
+    assert isinstance(typed, ResourceMetrics)  # the fast path took it
+    (plain,) = json.loads(raw)["values"]
+    assert resource_id_of(typed) == resource_id_of(plain) == RID
+    for aggregations in (("Total",), ()):
+        fast, lenient = parse(typed, aggregations=aggregations), parse(plain, aggregations=aggregations)
+        assert fast == lenient
+        assert [d.body for d in shape(fast.series, CONTEXT)] == [d.body for d in shape(lenient.series, CONTEXT)]
+
+
+def test_one_bad_item_leaves_the_others_readable() -> None:
+    good = {
+        "resourceid": RID,
+        **item(metric("AzureOpenAIRequests", one_series([{"timeStamp": "2026-01-01T00:00:00Z", "total": 1}]))),
+    }
+    bad = {"resourceid": RID + "2", "value": "oops"}
+    first, second = decode_batch(json.dumps({"values": [good, bad]}).encode())
+    assert len(parse(first).series) == 1
+    with pytest.raises(AzureDataError, match="value: expected `array`, got `str`"):
+        parse(second)
+    with pytest.raises(AzureDataError, match="no 'values' list"):
+        decode_batch(b'{"value": []}')
+    with pytest.raises(ValueError):
+        decode_batch(b"<html>")
 
 
 # ------------------------------------------------------------------------------ resource ids

@@ -1,10 +1,11 @@
-"""The NDJSON sink: one `encode(source)` line per document, appended, every document CREATED."""
+"""The NDJSON sink: one `body` line per document, appended, every document CREATED."""
 
 from __future__ import annotations
 
 import asyncio
 from pathlib import Path
 
+import orjson
 import pytest
 
 from metrics_poller.model import Document, Outcome
@@ -13,9 +14,8 @@ from metrics_poller.sinks.ndjson import NdjsonSink
 
 
 def document(n: int) -> Document:
-    return Document(
-        id=f"id{n}", source={"n": n, "x": float(n) + 0.5}, account_key="a", groups=frozenset({"g"})
-    )
+    body = orjson.dumps({"n": n, "x": float(n) + 0.5})
+    return Document(id=f"id{n}", body=body, account_key="a", groups=frozenset({"g"}))
 
 
 async def test_appends_lines_creating_directories(tmp_path: Path) -> None:
