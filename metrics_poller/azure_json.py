@@ -32,6 +32,7 @@ class AzureDataError(ValueError):
 
 
 # ------------------------------------------------------------------------------------ wire structs
+# All `gc=False` (never tracked by the cyclic collector): a decoded JSON tree has no cycles.
 
 
 class _Name(msgspec.Struct, frozen=True, gc=False):
@@ -45,12 +46,12 @@ class _Dimension(msgspec.Struct, frozen=True, gc=False):
     value: str
 
 
-class _TimeSeries(msgspec.Struct, frozen=True):
+class _TimeSeries(msgspec.Struct, frozen=True, gc=False):
     metadatavalues: list[_Dimension] | None = None
     data: list[Point] | None = None
 
 
-class _Metric(msgspec.Struct, frozen=True):
+class _Metric(msgspec.Struct, frozen=True, gc=False):
     name: _Name | str
     id: str | None = None
     timeseries: list[_TimeSeries] | None = None
@@ -58,7 +59,7 @@ class _Metric(msgspec.Struct, frozen=True):
     error_message: str | None = msgspec.field(default=None, name="errorMessage")
 
 
-class ResourceMetrics(msgspec.Struct, frozen=True):
+class ResourceMetrics(msgspec.Struct, frozen=True, gc=False):
     """One resource's metrics: an ARM Metrics-List body, or one item of getBatch's `values`."""
 
     value: list[_Metric]
@@ -67,7 +68,7 @@ class ResourceMetrics(msgspec.Struct, frozen=True):
     resource_id: str | None = msgspec.field(default=None, name="resourceId")
 
 
-class _Batch(msgspec.Struct, frozen=True):
+class _Batch(msgspec.Struct, frozen=True, gc=False):
     values: list[ResourceMetrics]
 
 

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any, NamedTuple
+from typing import Any
 
 import msgspec
 
@@ -83,12 +83,13 @@ class Point(msgspec.Struct, frozen=True, gc=False, rename={"timestamp": "timeSta
 AGGREGATE_KEYS = ("average", "minimum", "maximum", "total", "count")
 
 
-class Series(NamedTuple):
+class Series(msgspec.Struct, frozen=True, gc=False):
     """One time series of one metric for one account and one dimension combination.
 
     `dimensions` uses canonical Azure dimension names (`ModelDeploymentName`), never the lower-cased
     names Azure returns. `points` may include empty buckets; only the aggregates named in
-    `aggregations` (response keys) are read from them. A NamedTuple: a cycle builds one per series.
+    `aggregations` (response keys) are read from them. Untracked by the cyclic GC (`gc=False`): a
+    cycle holds tens of thousands, and nothing they reference can refer back to them.
     """
 
     account: Account
@@ -113,12 +114,11 @@ class Outcome(StrEnum):
         return self in (Outcome.CREATED, Outcome.DUPLICATE)
 
 
-@dataclass(frozen=True, slots=True)
-class Document:
+class Document(msgspec.Struct, frozen=True, gc=False):
     """One Elasticsearch document with its deterministic `_id` and the cursor units it belongs to.
 
     `body` is the source as compact JSON, exactly as it is stored: shaping writes it once and every
-    sink sends those bytes unchanged.
+    sink sends those bytes unchanged. Untracked by the cyclic GC: it holds only strings and bytes.
     """
 
     id: str

@@ -20,9 +20,10 @@ import struct
 from binascii import b2a_base64
 from collections.abc import Collection, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from functools import cache, lru_cache
+from functools import cache
+from typing import TypeVar
 
 import orjson
 
@@ -38,6 +39,7 @@ from metrics_poller.catalog import (
 from metrics_poller.model import Document, Series
 
 DATASET = "azure.open_ai"
+T = TypeVar("T")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MILLISECOND = timedelta(milliseconds=1)
 _INT32 = range(-(2**31), 2**31)
@@ -118,8 +120,13 @@ def fingerprint(dimensions: Mapping[str, str]) -> str:
     leading 0xFF byte that no ES pre-image can start with. Distinct maps then always have distinct
     pre-images; Azure never sends such values, so real documents match Elasticsearch exactly.
     """
-    keys = sorted(dimensions, key=_java_order)
-    text = "".join(f"\x00{key}\x00{dimensions[key]}" for key in keys)
+    keys = sorted(dimensions)
+    joined = "".join(keys)
+    # Python orders code points, Java UTF-16 units: they differ only between an astral character and
+    # one in U+E000–U+FFFF, so the (slower) Java order is needed only when such a key is present.
+    if joined and max(joined) >= "\ue000":
+        keys.sort(key=_java_order)
+    text = "".join([f"\x00{key}\x00{dimensions[key]}" for key in keys])
     if text.count("\x00") == 2 * len(keys):
         try:
             return _sha1_base64(text.encode("utf-8"))
@@ -138,7 +145,7 @@ def _length_prefixed(keys: list[str], dimensions: Mapping[str, str]) -> bytes:
 
 
 def _sha1_base64(data: bytes) -> str:
-    return base64.b64encode(hashlib.sha1(data, usedforsecurity=False).digest()).decode("ascii")
+    return b2a_base64(hashlib.sha1(data, usedforsecurity=False).digest(), newline=False).decode("ascii")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -236,7 +243,7 @@ class _Pending:
 
     static: _Static
     stamp: _Stamp
-    values: dict[tuple[str, str], int | float]  # (field stem, suffix) → value
+    open_ai: dict[str, dict[str, int | float]]  # field stem → suffix → value (unordered)
     groups: frozenset[str]  # replaced (never mutated): usually the shared one-group set
 
 
@@ -245,11 +252,11 @@ _SUFFIX_BY_KEY = {AGGREGATION_KEY[name]: suffix for name, suffix in AGGREGATION_
 
 
 @cache
-def _columns(metric: str, keys: tuple[str, ...]) -> tuple[tuple[str, tuple[str, str]], ...]:
-    """(response key, (field stem, suffix)) for each key read; unknown metrics use Metricbeat's rule."""
+def _columns(metric: str, keys: tuple[str, ...]) -> tuple[tuple[str, str, str], ...]:
+    """(response key, field stem, suffix) for each key read; unknown metrics use Metricbeat's rule."""
     spec = METRICS_BY_NAME.get(metric) or METRICS_BY_LOWER_NAME.get(metric.lower())
     stem = spec.field if spec else manage_property_name(metric)
-    return tuple((key, (stem, _SUFFIX_BY_KEY[key])) for key in keys if key in _SUFFIX_BY_KEY)
+    return tuple((key, stem, _SUFFIX_BY_KEY[key]) for key in keys if key in _SUFFIX_BY_KEY)
 
 
 def json_number(value: object) -> int | float | None:
@@ -271,23 +278,35 @@ def shape(series: Iterable[Series], context: DocumentContext) -> list[Document]:
     wins, so the result never depends on series order. `Document.groups` names the request groups
     that contributed at least one value.
     """
+    with collector_paused():
+        # The work is a separate call so that its temporaries (one `_Pending` and one dict per
+        # document) are freed while the collector is still paused; otherwise the first collection
+        # after the pause would scan them all once more, just before they die.
+        return _shape(series, context)
+
+
+def _shape(series: Iterable[Series], context: DocumentContext) -> list[Document]:
     constant = _constant_parts(context)
     accounts: dict[tuple[str, str], _AccountParts] = {}
     statics: dict[tuple[str, str, tuple[tuple[str, str], ...]], _Static] = {}
+    # Dimension maps recur across the accounts of a call (same deployments, status codes, region):
+    # their fingerprint and encoding are made once per call. Not across calls: an estate has far more
+    # maps than a cache should hold, and a long-lived cache would load the cyclic collector.
+    blocks: dict[tuple[tuple[str, str], ...], tuple[bytes, str]] = {}
     # The same key as `statics` but with the dimensions in the order the series lists them: most
     # series of a call repeat an order already seen, and this skips renaming and sorting them.
     seen: dict[tuple[str, str, tuple[tuple[str, str], ...]], _Static] = {}
     stamps: dict[datetime, _Stamp] = {}
     pending: dict[tuple[int, int], _Pending] = {}
-    with collector_paused():
-        for one in series:
-            account_key = one.account.key
-            fast_key = (account_key, one.timegrain, tuple(one.dimensions.items()))
-            static = seen.get(fast_key)
-            if static is None:
-                static = seen[fast_key] = _static_for(one, account_key, statics, accounts, constant)
-            _gather(one, static, pending, stamps)
-        return _finish(pending.values())
+    for one in series:
+        account_key = one.account.key
+        items = tuple(one.dimensions.items())
+        fast_key = (account_key, one.timegrain, items)
+        static = seen.get(fast_key)
+        if static is None:
+            static = seen[fast_key] = _static_for(one, account_key, items, statics, accounts, blocks, constant)
+        _gather(one, static, pending, stamps)
+    return _finish(pending.values())
 
 
 @contextmanager
@@ -320,14 +339,14 @@ def _gather(
     only_group = _group_set(group)
     static_id = id(static)
     for point in one.points:
-        slot = None
-        for key, column in columns:
+        open_ai = None
+        for key, stem, suffix in columns:
             raw = getattr(point, key)
             # json_number, inlined: this runs once per Azure value (always a float, see `Point`).
-            if raw is None or raw - raw != 0.0:  # absent, NaN or ±Inf
+            if raw is None or raw - raw:  # absent, or NaN/±Inf (whose difference is NaN, truthy)
                 continue
             value = int(raw) if raw.is_integer() else raw
-            if slot is None:
+            if open_ai is None:
                 stamp = stamps.get(point.timestamp)
                 if stamp is None:
                     stamp = stamps[point.timestamp] = _stamp(point.timestamp)
@@ -337,9 +356,14 @@ def _gather(
                     slot = pending[slot_key] = _Pending(static, stamp, {}, only_group)
                 elif group not in slot.groups:
                     slot.groups = slot.groups | only_group
-            current = slot.values.get(column)
-            if current is None or value > current:
-                slot.values[column] = value
+                open_ai = slot.open_ai
+            aggregates = open_ai.get(stem)
+            if aggregates is None:
+                open_ai[stem] = {suffix: value}
+            else:
+                current = aggregates.get(suffix)
+                if current is None or value > current:
+                    aggregates[suffix] = value
 
 
 def _stamp(timestamp: datetime) -> _Stamp:
@@ -358,27 +382,36 @@ def _group_set(group: str) -> frozenset[str]:
 def _static_for(
     one: Series,
     account_key: str,
+    items: tuple[tuple[str, str], ...],
     statics: dict[tuple[str, str, tuple[tuple[str, str], ...]], _Static],
     accounts: dict[tuple[str, str], _AccountParts],
+    blocks: dict[tuple[tuple[str, str], ...], tuple[bytes, str]],
     constant: _Constant,
 ) -> _Static:
-    dims = tuple(sorted((dimension_key(name), value) for name, value in one.dimensions.items()))
+    dims = tuple(sorted([(dimension_key(name), value) for name, value in items]))
     key = (account_key, one.timegrain, dims)
     static = statics.get(key)
     if static is None:
         parts = accounts.get(key[:2])  # type: ignore[call-overload]
         if parts is None:
             parts = accounts[(account_key, one.timegrain)] = _account_parts(one, account_key, constant)
-        static = statics[key] = _new_static(account_key, dims, parts, constant)
+        static = statics[key] = _new_static(account_key, dims, parts, blocks, constant)
     return static
 
 
 def _new_static(
-    account_key: str, dims: tuple[tuple[str, str], ...], parts: _AccountParts, constant: _Constant
+    account_key: str,
+    dims: tuple[tuple[str, str], ...],
+    parts: _AccountParts,
+    blocks: dict[tuple[tuple[str, str], ...], tuple[bytes, str]],
+    constant: _Constant,
 ) -> _Static:
     id_prefix = parts.id_prefix.copy()
     if dims:
-        block, fp = _dimension_block(dims)
+        known = blocks.get(dims)
+        if known is None:
+            known = blocks[dims] = _dimension_block(dims)
+        block, fp = known
         id_prefix.update(fp.encode("ascii"))
     else:
         block = b""
@@ -390,16 +423,16 @@ def _new_static(
 _NAMESPACE_AND_OPEN_AI = b'"namespace":' + orjson.dumps(NAMESPACE) + b',"open_ai":'
 
 
-@lru_cache(maxsize=8192)
 def _dimension_block(dims: tuple[tuple[str, str], ...]) -> tuple[bytes, str]:
-    """`"dimensions":{...},` (sorted, fingerprint included) and the fingerprint of sorted `dims`.
-
-    Cached across calls: the same dimension maps recur in every window and across accounts (the same
-    deployments, status codes, regions), and the SHA-1 and the encoding are then done once.
-    """
-    plain = dict(dims)
-    fp = fingerprint(plain)
-    return b'"dimensions":' + encode(_sorted_dict({**plain, "fingerprint": fp})) + b",", fp
+    """`"dimensions":{...},` (sorted, fingerprint included) and the fingerprint of sorted `dims`."""
+    block = dict(dims)
+    fp = fingerprint(block)
+    block["fingerprint"] = fp
+    try:  # OPT_SORT_KEYS orders by code point, as `sorted` does
+        encoded = orjson.dumps(block, option=orjson.OPT_SORT_KEYS)
+    except orjson.JSONEncodeError:
+        encoded = encode(_sorted_dict(block))
+    return b'"dimensions":' + encoded + b",", fp
 
 
 def _account_parts(one: Series, account_key: str, constant: _Constant) -> _AccountParts:
@@ -428,40 +461,29 @@ def _account_parts(one: Series, account_key: str, constant: _Constant) -> _Accou
     return _AccountParts(after, _id_prefix(account_key, one.timegrain))
 
 
-def _sorted_dict(mapping: Mapping[str, str]) -> dict[str, str]:
+def _sorted_dict(mapping: Mapping[str, T]) -> dict[str, T]:
     return {key: mapping[key] for key in sorted(mapping)}
 
 
-# How to nest one set of (stem, suffix) columns, sorted: ((stem, ((suffix, column), ...)), ...).
-_Layout = tuple[tuple[str, tuple[tuple[str, tuple[str, str]], ...]], ...]
 _DOCUMENT_HEAD = b'{"@timestamp":"'
 
 
 def _finish(pending: Collection[_Pending]) -> list[Document]:
-    # Documents from the same series combination have the same columns in the same order, so the
-    # sorted nesting is worked out once per combination instead of once per document.
-    layouts: dict[tuple[tuple[str, str], ...], _Layout] = {}
     documents: list[Document] = []
     append = documents.append
     join = b"".join
     dumps = orjson.dumps
     for slot in pending:
-        values = slot.values
-        columns = tuple(values)
-        layout = layouts.get(columns)
-        if layout is None:
-            layout = layouts[columns] = _layout(columns)
-        open_ai = {stem: {suffix: values[column] for suffix, column in cells} for stem, cells in layout}
-        try:
-            open_ai_json = dumps(open_ai)
-        except orjson.JSONEncodeError:
-            open_ai_json = encode(open_ai)
+        try:  # OPT_SORT_KEYS sorts the nested objects too, by code point
+            open_ai_json = dumps(slot.open_ai, option=orjson.OPT_SORT_KEYS)
+        except orjson.JSONEncodeError:  # an integral value beyond 64 bits
+            open_ai_json = encode({stem: _sorted_dict(slot.open_ai[stem]) for stem in sorted(slot.open_ai)})
         static = slot.static
         stamp = slot.stamp
         digest = static.id_prefix.copy()
         digest.update(stamp.id_part)
         append(
-            _document(
+            Document(
                 # _finish_id, inlined: 18 bytes encode to exactly 24 characters, never padded.
                 b2a_base64(digest.digest(), newline=False).translate(_URLSAFE).decode("ascii"),
                 join((_DOCUMENT_HEAD, stamp.iso, static.before_open_ai, open_ai_json, static.after_open_ai)),
@@ -473,29 +495,6 @@ def _finish(pending: Collection[_Pending]) -> list[Document]:
 
 
 _URLSAFE = bytes.maketrans(b"+/", b"-_")
-# `Document` is a frozen dataclass, whose generated __init__ sets each field through
-# `object.__setattr__`; writing the slots directly builds the same object in about half the time.
-_DOCUMENT_SLOTS = tuple(Document.__dict__[name].__set__ for name in ("id", "body", "account_key", "groups"))
-if tuple(f.name for f in fields(Document)) != ("id", "body", "account_key", "groups"):
-    raise RuntimeError("model.Document changed its fields: update shaping._document")
-
-
-def _document(id: str, body: bytes, account_key: str, groups: frozenset[str]) -> Document:
-    """`Document(id, body, account_key, groups)`, built without the frozen-dataclass __init__."""
-    document = object.__new__(Document)
-    set_id, set_body, set_account_key, set_groups = _DOCUMENT_SLOTS
-    set_id(document, id)
-    set_body(document, body)
-    set_account_key(document, account_key)
-    set_groups(document, groups)
-    return document
-
-
-def _layout(columns: tuple[tuple[str, str], ...]) -> _Layout:
-    stems: dict[str, list[tuple[str, tuple[str, str]]]] = {}
-    for column in sorted(columns):
-        stems.setdefault(column[0], []).append((column[1], column))
-    return tuple((stem, tuple(cells)) for stem, cells in stems.items())
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,6 +8,7 @@ import math
 import random
 from datetime import UTC, datetime, timedelta
 
+import msgspec
 import orjson
 from hypothesis import given
 from hypothesis import strategies as st
@@ -178,7 +179,7 @@ def test_conflicting_values_keep_the_larger() -> None:
 
 
 def test_aggregations_not_asked_for_are_ignored() -> None:
-    asked = series("AzureOpenAIRequests", [{"average": 1.0}])._replace(aggregations=("total",))
+    asked = msgspec.structs.replace(series("AzureOpenAIRequests", [{"average": 1.0}]), aggregations=("total",))
     assert shape([asked], CONTEXT) == []
 
 
