@@ -17,6 +17,7 @@ import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import msgspec
@@ -188,6 +189,7 @@ def parse_resource_metrics(
         timegrain = resource.interval.upper()
     requested = {name.lower(): name for name in requested_dimensions}
     canonical_names: dict[str, str] = {}  # raw name → canonical: a response repeats a few names
+    times: set[str] = set()  # bucket times already checked: a response repeats a few
     result = ParsedResource(interval=resource.interval)
     for index, metric in enumerate(resource.value):
         name = _metric_name(metric, index)
@@ -198,9 +200,13 @@ def parse_resource_metrics(
         if metric.timeseries is None:
             raise AzureDataError(f"metric {name}: timeseries: expected a list, got null")
         result.series_counts[name] = result.series_counts.get(name, 0) + len(metric.timeseries)
-        for element in metric.timeseries:
+        for position, element in enumerate(metric.timeseries):
             if not element.data:
                 continue
+            for point in element.data:
+                if point.timestamp not in times:
+                    _check_time(point.timestamp, name, position, element.data)
+                    times.add(point.timestamp)
             dimensions = {}
             for entry in element.metadatavalues or ():
                 raw = entry.name if type(entry.name) is str else entry.name.value  # type: ignore[union-attr]
@@ -213,6 +219,20 @@ def parse_resource_metrics(
                 dimensions[canonical] = entry.value
             result.series.append(Series(account, group, name, timegrain, dimensions, element.data, keys))
     return result
+
+
+def _check_time(text: str, metric: str, position: int, data: Sequence[Point]) -> None:
+    try:
+        datetime.fromisoformat(text)
+    except ValueError:
+        number = next(i for i, point in enumerate(data) if point.timestamp == text)
+        where = f"metric {metric}: timeseries[{position}].data[{number}].timeStamp"
+        raise AzureDataError(f"{where}: not an ISO 8601 time: {_brief(text)}") from None
+
+
+def _brief(text: str) -> str:
+    shown = repr(text)
+    return shown if len(shown) <= 60 else shown[:57] + "..."
 
 
 def _checked(item: object) -> ResourceMetrics:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -64,14 +64,22 @@ class Query:
 class Point(msgspec.Struct, frozen=True, gc=False, rename={"timestamp": "timeStamp"}):
     """One bucket exactly as Azure sends it (`{"timeStamp", "total", ...}`): its start time and the
     aggregates present. Decoded straight from the response bytes (azure_json); `gc=False` because a
-    cycle holds hundreds of thousands of them and none can be part of a reference cycle."""
+    cycle holds hundreds of thousands of them and none can be part of a reference cycle. The time
+    stays text: a response repeats a few distinct times, so each is parsed once per call, not per
+    bucket, and a string hashes far faster than an aware datetime."""
 
-    timestamp: datetime  # aware, or naive meaning UTC (Azure's times are UTC)
+    timestamp: str  # ISO 8601 as Azure wrote it (checked by azure_json); no zone means UTC
     average: float | None = None
     minimum: float | None = None
     maximum: float | None = None
     total: float | None = None
     count: float | None = None
+
+    @property
+    def time(self) -> datetime:
+        """`timestamp` as an aware UTC datetime."""
+        moment = datetime.fromisoformat(self.timestamp)
+        return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
     @property
     def values(self) -> dict[str, float]:

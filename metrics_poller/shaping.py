@@ -296,7 +296,7 @@ def _shape(series: Iterable[Series], context: DocumentContext) -> list[Document]
     # The same key as `statics` but with the dimensions in the order the series lists them: most
     # series of a call repeat an order already seen, and this skips renaming and sorting them.
     seen: dict[tuple[str, str, tuple[tuple[str, str], ...]], _Static] = {}
-    stamps: dict[datetime, _Stamp] = {}
+    stamps: dict[str, _Stamp] = {}
     pending: dict[tuple[int, int], _Pending] = {}
     for one in series:
         account_key = one.account.key
@@ -331,7 +331,7 @@ def _gather(
     one: Series,
     static: _Static,
     pending: dict[tuple[int, int], _Pending],
-    stamps: dict[datetime, _Stamp],
+    stamps: dict[str, _Stamp],
 ) -> None:
     """Add one series' values to the pending documents (the hot loop: kept flat on purpose)."""
     columns = _columns(one.metric, one.aggregations)
@@ -366,7 +366,8 @@ def _gather(
                     aggregates[suffix] = value
 
 
-def _stamp(timestamp: datetime) -> _Stamp:
+def _stamp(text: str) -> _Stamp:
+    timestamp = datetime.fromisoformat(text)  # checked by azure_json
     if timestamp.tzinfo is None:  # Azure's times are UTC even when it omits the zone
         timestamp = timestamp.replace(tzinfo=UTC)
     epoch_ms = _epoch_ms(timestamp)

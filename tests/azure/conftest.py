@@ -116,7 +116,7 @@ def observed(result: QueryResult, account: Account, metric: str) -> dict[frozens
             key = frozenset(series.dimensions.items())
             assert key not in out, f"duplicate series {key} for {account.name}/{metric}"
             asked = series.aggregations
-            read = ((p.timestamp, {k: v for k, v in p.values.items() if k in asked}) for p in series.points)
+            read = ((p.time, {k: v for k, v in p.values.items() if k in asked}) for p in series.points)
             out[key] = {stamp: values for stamp, values in read if values}
     return out
 

@@ -46,7 +46,7 @@ def series(
     account: Account = ACCOUNT,
     timegrain: str = "PT1M",
 ) -> Series:
-    points = tuple(Point(T0 + timedelta(minutes=i), **v) for i, v in enumerate(values))
+    points = tuple(Point((T0 + timedelta(minutes=i)).isoformat(), **v) for i, v in enumerate(values))
     return Series(account, group, metric, timegrain, DIMS if dims is None else dims, points)
 
 
@@ -185,7 +185,7 @@ def test_aggregations_not_asked_for_are_ignored() -> None:
 
 def test_timestamps_are_utc_milliseconds() -> None:
     moment = datetime(2026, 3, 1, 13, 30, 0, 123456, tzinfo=UTC)
-    one = Series(ACCOUNT, "g", "AzureOpenAIRequests", "PT1M", {}, (Point(moment, total=1.0),))
+    one = Series(ACCOUNT, "g", "AzureOpenAIRequests", "PT1M", {}, (Point(moment.isoformat(), total=1.0),))
     (document,) = shape([one], CONTEXT)
     assert document.source["@timestamp"] == "2026-03-01T13:30:00.123Z"
 
