@@ -153,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--b2-accounts-per-region", type=lambda t: [int(x) for x in t.split(",")], default=[84, 834]
     )
-    parser.add_argument("--b4-accounts-per-region", type=int, default=9, help="(9 = 108 accounts; 84 = 1,008)")
+    parser.add_argument("--b4-accounts-per-region", type=int, default=84, help="(84 = 1,008 accounts)")
     parser.add_argument("--b4-runs", type=int, default=1)
     parser.add_argument("--quick", action="store_true", help="small estates and one run (a smoke test)")
     parser.add_argument("--results", default=str(ROOT / ".bench" / "results.json"))

@@ -15,7 +15,7 @@ STATIC = """
 - `make bench` = `python -m tests.benchmarks` (the package `tests/benchmarks/`, never collected by
   pytest: no file is named `test_*.py`). Options: `--only B1,B3`, `--runs N`, `--latency S`,
   `--sink es` (B2 into the Elasticsearch test server instead of NDJSON on `/dev/null`),
-  `--b4-accounts-per-region 84` (the full 1,008-account catch-up), `--quick` (a smoke run),
+  `--b4-accounts-per-region N` (B4 estate per (subscription, region); default 84 = 1,008 accounts), `--quick` (a smoke run),
   `--render-only` (re-render this file from `.bench/results.json`).
 - Every measurement is a fresh `python -m tests.benchmarks.worker` process; the Azure simulator (HTTPS,
   real SDKs on the poller side) runs in a `spawn`ed child of it, so CPU seconds and peak RSS
