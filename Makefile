@@ -35,7 +35,7 @@ bench: $(STAMP)
 	$(BIN)/python -m tests.benchmarks
 
 bench-quick: $(STAMP)
-	$(BIN)/python -m tests.benchmarks --quick --report ''
+	$(BIN)/python -m tests.benchmarks --quick --report '' --results .bench/quick.json
 
 profile: $(STAMP)
 	$(BIN)/pip install --quiet -e '.[test,bench]'

@@ -283,15 +283,7 @@ def _aggregation_keys(aggregations: Sequence[str]) -> tuple[str, ...]:
         if key is None:  # a caller's mistake, not Azure's
             raise ValueError(f"unknown aggregation {name!r}; expected one of {', '.join(AGGREGATION_KEY)}")
         keys.append(key)
-    return _interned(tuple(keys))
-
-
-_KEY_TUPLES: dict[tuple[str, ...], tuple[str, ...]] = {}
-
-
-def _interned(keys: tuple[str, ...]) -> tuple[str, ...]:
-    """One shared tuple per key combination: shaping caches its column layout by identity of content."""
-    return _KEY_TUPLES.setdefault(keys, keys)
+    return tuple(keys)
 
 
 def _metric_name(metric: _Metric, index: int) -> str:

@@ -5,9 +5,10 @@ integration stores, one per (bucket, account, dimension map, time grain) holding
 that shares that key (§6), with `azure.dimensions.fingerprint` computed exactly as Elasticsearch's
 `fingerprint` ingest processor would (§8) and integral values written as JSON integers (§9).
 
-Every object's keys are written in ascending order, so equal documents serialise to equal bytes.
-Documents share their static sub-objects (account block, dimensions, constant blocks) to keep shaping
-cheap; treat `Document.source` as read-only.
+Documents are written straight to their final bytes (`Document.body`), every object's keys in
+ascending order, so equal documents are equal bytes. What a document shares with others of the same
+account and dimension map (resource, dimensions with fingerprint, constant blocks) is encoded once per
+call; per document only `@timestamp`, `azure.open_ai` and the `_id` are made.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from __future__ import annotations
 import base64
 import gc
 import hashlib
-import math
 import struct
 from binascii import b2a_base64
 from collections.abc import Collection, Iterable, Iterator, Mapping
@@ -259,17 +259,6 @@ def _columns(metric: str, keys: tuple[str, ...]) -> tuple[tuple[str, str, str], 
     return tuple((key, stem, _SUFFIX_BY_KEY[key]) for key in keys if key in _SUFFIX_BY_KEY)
 
 
-def json_number(value: object) -> int | float | None:
-    """A metric value as written: integral → `int`, other finite floats unchanged, anything else → None."""
-    if type(value) is float:
-        if not math.isfinite(value):
-            return None
-        return int(value) if value.is_integer() else value
-    if type(value) is int:
-        return value
-    return None
-
-
 def shape(series: Iterable[Series], context: DocumentContext) -> list[Document]:
     """Merge series into documents: one per (bucket, account, dimension map, time grain).
 
@@ -342,7 +331,7 @@ def _gather(
         open_ai = None
         for key, stem, suffix in columns:
             raw = getattr(point, key)
-            # json_number, inlined: this runs once per Azure value (always a float, see `Point`).
+            # Integral values are written as integers (§9). Runs once per Azure value: a float (`Point`).
             if raw is None or raw - raw:  # absent, or NaN/±Inf (whose difference is NaN, truthy)
                 continue
             value = int(raw) if raw.is_integer() else raw

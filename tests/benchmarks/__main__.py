@@ -154,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
         "--b2-accounts-per-region", type=lambda t: [int(x) for x in t.split(",")], default=[84, 834]
     )
     parser.add_argument("--b4-accounts-per-region", type=int, default=84, help="(84 = 1,008 accounts)")
-    parser.add_argument("--b4-runs", type=int, default=1)
+    parser.add_argument("--b4-runs", type=int, default=3, help="runs of B4 (3)")
     parser.add_argument("--quick", action="store_true", help="small estates and one run (a smoke test)")
     parser.add_argument("--results", default=str(ROOT / ".bench" / "results.json"))
     parser.add_argument("--report", default=str(ROOT / "BENCHMARKS.md"), help="'' to skip")
@@ -162,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.quick:
         args.runs, args.b1_accounts_per_region, args.b2_accounts_per_region = 1, 5, [5]
-        args.b4_accounts_per_region = 2
+        args.b4_accounts_per_region, args.b4_runs = 2, 1
     results_path = Path(args.results)
     if args.render_only:
         results = json.loads(results_path.read_text())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 from typing import Any
 
 TARGET_WALL = 60.0
@@ -15,8 +16,8 @@ STATIC = """
 - `make bench` = `python -m tests.benchmarks` (the package `tests/benchmarks/`, never collected by
   pytest: no file is named `test_*.py`). Options: `--only B1,B3`, `--runs N`, `--latency S`,
   `--sink es` (B2 into the Elasticsearch test server instead of NDJSON on `/dev/null`),
-  `--b4-accounts-per-region N` (B4 estate per (subscription, region); default 84 = 1,008 accounts), `--quick` (a smoke run),
-  `--render-only` (re-render this file from `.bench/results.json`).
+  `--b4-accounts-per-region N` (B4's accounts per (subscription, region); default 84 = 1,008),
+  `--quick` (a smoke run), `--render-only` (re-render this file from `.bench/results.json`).
 - Every measurement is a fresh `python -m tests.benchmarks.worker` process; the Azure simulator (HTTPS,
   real SDKs on the poller side) runs in a `spawn`ed child of it, so CPU seconds and peak RSS
   (`ru_maxrss`) are the poller's own. The simulator's CPU is reported beside it.
@@ -28,187 +29,120 @@ STATIC = """
 - One cycle = the first cycle of a fresh poller (discovery and metric definitions included): one
   5-minute window of all 13 metric groups at PT1M, `azure.concurrency` 16 (the default).
 - Figures are medians of the runs listed; raw per-run values are in `.bench/results.json`.
+- `make bench` takes about half an hour on this machine (B4's three catch-ups about 17 min of it);
+  `make bench-quick` is a one-minute smoke run on tiny estates that leaves this file and the results
+  alone.
 """
 
 
 ANALYSIS = """
-## Profiles, changes made, and what limits the targets not met
+## Profiles, changes made, and what limits the target not met
 
-Profiles are py-spy (`pip install py-spy`), sampling only threads that hold the GIL, i.e. Python CPU:
+Profiles are py-spy (`pip install py-spy`, or `make profile`), sampling only threads that hold the GIL,
+i.e. Python CPU:
 
     py-spy record --gil -r 100 -f raw -o prof.txt -- .venv/bin/python -m tests.benchmarks.worker \\
-        '{"kind":"cycle","subscriptions":3,"accounts_per_region":84,"latency":0}'
+        '{"kind":"pipeline","subscriptions":3,"accounts_per_region":84,"repeats":5}'
     .venv/bin/python -m tests.benchmarks.profile_summary prof.txt
 
-**Cycle, before (HEAD):** `MetricsClient.query_resources` was 62 % of all samples: the SDK turns every
-getBatch body into its typed models (`MetricResultsResponse` → `TimeSeriesElement` → `MetadataValue`,
-plus `isodate` for every timestamp) and then into `MetricsQueryResult`s, which the poller never reads (it
-parses the raw body with `azure_json`). On top, azure-core's `ContentDecodePolicy` decoded each body
-with `json`, and `fetching._json_body` decoded it a second time.
+(`{"kind":"cycle",...,"latency":0}` profiles a whole cycle instead.) Each round below was measured
+before it changed anything, and its effect measured after, on this machine.
 
-**Changes (all in `metrics_poller/fetching.py`, behaviour identical, full test suite green apart from
-unrelated work in progress):**
+### Where the targets stand
 
-1. `query_resources_raw`: the same getBatch request (`build_metrics_query_resources_request`, the same
-   URL, query, body, api-version, the same `HttpResponseError` subclasses via `map_error` for non-200)
-   sent through the client's `send_request`, so no SDK result model is built.
-2. The request is sent with `stream=True` and the body read explicitly, so azure-core's
-   `ContentDecodePolicy` no longer JSON-decodes a body that `_json_body` decodes anyway; the
-   `Capture` hook tolerates the not-yet-read body and is called again once it is read.
+- **B1** and **B2** are met; **B3's** 100,000 documents/s/core is met; **B4** runs at the issue's size
+  (1,008 accounts) and its calls equal the floor.
+- **Not met: B3's "at most 3× the serialisation floor"** (about 7× here). The floor is
+  `orjson.dumps` of the finished document, about 1.2 µs. 3× leaves about 3.7 µs per document for
+  everything from response bytes to bulk bytes. The step table under B3 shows what is spent instead:
+  - decoding the Azure bytes (msgspec, compiled) and framing the bulk body (one `b"".join` per
+    document) already take about 1.5 µs together;
+  - shaping is the rest: per Azure value, per bucket and per document it is plain Python. Per
+    value there is an attribute read, a finiteness test, an integer test and a dict update. Per
+    bucket there is a time lookup and a pending-document lookup. Per document there is the nested
+    `open_ai` dict, one `orjson.dumps`, a BLAKE2b `_id` and a join.
+  - Per static part, i.e. per (account, dimension map), there is a SHA-1 fingerprint and an
+    encoding; 27 k of them per 1,008-account cycle, because dimension maps repeat little across
+    accounts: 18 k distinct ones.
+- At 40–50 ns per bytecode operation on this machine, that is about 5–6 µs. A 3× ratio needs the
+  merge loop compiled (a C or Rust extension). That would be a second implementation of the document
+  contract to maintain, for a figure that no longer limits anything:
+  - one cycle of 10,000 accounts already fits well inside its 60 s;
+  - B3's throughput is above target.
 
-Measured effect, one cycle of 1,008 accounts at latency 0 into NDJSON on /dev/null, poller CPU seconds
-(3 runs each, alternating, same machine; HEAD's path restored by patching `query_resources_raw` back to
-`client.query_resources`):
+So it stays Python; what the ratio costs is in the table.
 
-| getBatch path | poller CPU s (runs) | wall s | documents |
-|---|---|---|---|
-| HEAD: `MetricsClient.query_resources` | 24.41, 23.97, 25.13 (median 24.4) | 24.1–25.2 | 106,7xx |
-| after change 1 (`send_request`) | 7.0 (one profiled run) | 10.0 | 106,482 |
-| after changes 1 + 2 (`stream=True`) | 5.62, 5.48, 5.78 (median 5.6) | 5.6–6.0 | 106,7xx |
+### Round 1: the SDK's result models (cycle CPU 24.4 → 5.6 s at 1,008 accounts)
 
-That is 4.3× less poller CPU per cycle (≈ 230 → ≈ 53 µs per document).
+`MetricsClient.query_resources` was 62 % of a cycle's samples: the SDK turned every getBatch body into
+its typed models (plus `isodate` for each timestamp) and `MetricsQueryResult`s the poller never read,
+and azure-core's `ContentDecodePolicy` decoded each body a second time. The poller now sends the
+identical request (same URL, query, body, api-version, error types) through the client's public
+`send_request` with `stream=True` and reads the raw body itself (`fetching.send_batch`).
 
-Tried and dropped: orjson instead of `json` for the response body (with a fallback to keep `json`'s exact
-results for >64-bit integers and NaN): on these bodies orjson is only ~15 % faster than `json`
-(15 vs 18 ms per 2.8 MB: the cost is building the Python objects), and the guard regex cost more than
-that.
+### Round 2: the cyclic collector, orjson (B3 25.8 k → 39.7 k docs/s)
 
-**Cycle, after:** stdlib `json` decoding ~27 % of the poller's Python CPU, `azure_json` (~20 %),
-`shaping` (~15 %), TLS/HTTP and asyncio the rest. The simulator's CPU is separate (its own process).
+With the collector off, B3 cost 26 instead of 38 µs per document: decoding and parsing allocate
+hundreds of thousands of small containers, and each burst made the collector rescan the growing heap.
+The collector is paused around those synchronous bursts (`shaping.collector_paused`, never across an
+`await`); bodies are decoded by orjson with the stdlib deciding wherever the two could differ
+(`azure_json.loads`, tested against `json.loads`); parse and shape loops were flattened.
 
-**B2 at 10,000 accounts (round 1: not met, ~96 s wall, ~620 MB; met after round 4, see the table
-above and "Round 4" below).** In round 1 the cycle is CPU-bound in one Python thread
-(one event loop): ~60 µs of poller CPU per document end to end (HTTPS, JSON, `azure_json`, `shaping`,
-NDJSON encode), so the ~1.07 M documents of one 5-minute cycle cost ~67 s of CPU on one core by
-themselves, whatever the latency or `azure.concurrency`. Wall is higher still because the simulator
-(~27 s CPU, separate process) takes part of the second core and the 2,652 getBatch calls at 100 ms
-with 16 in flight add ≥ 16 s of latency where the loop waits. Meeting 60 s needs either B3's per-document
-cost halved or a second process (the poller already shards: `shard.count: 2` on one host would split the
-accounts over both cores). Peak RSS grows from ~250 MB at 1,008 accounts to ~620 MB at 10,008, although
-at most 16 units are in flight; where the growth comes from (cursor and account maps, per-unit tasks
-created up front by `asyncio.gather`, allocator high-water) was not profiled in this round
-(next step: `tracemalloc` snapshot at the end of the 10k cycle).
+### Rounds 3 and 4: memory at 10,000 accounts (B2 843 → 243 MB, 67 → 54.5 s)
 
-**B3 (not met: ~26 k docs/s/core, ~35× the floor).** Per-document cost ≈ 38 µs, split (GIL samples of
-the pipeline): `json.loads` of the Azure body 37 %, `azure_json` 28 % (`_Reader.point` 15 %, dimensions
-7 %), `shape` 22 %, ES `_encode` (two orjson.dumps per document) 6 %. The input is ~530 bytes of Azure JSON
-per document; merely decoding it with any Python JSON parser that builds dicts costs ~14 µs per
-document, i.e. about 14× the floor (orjson.dumps of the final document ≈ 1 µs) before any shaping.
-A 3× ratio is not reachable with a parse → Python objects → shape design; it would need a decoder that
-goes from bytes to the shaped values directly (e.g. `msgspec` typed structs, or a native extension),
-which is a dependency and design decision for the lead, not a minimal change.
+`tracemalloc` at 3,000 accounts showed 528 TLS connections alive after a cycle with at most 16 calls
+in flight: with a CA bundle path (`azure.ca_bundle`, as the simulator and any TLS-inspecting proxy
+need) azure-core built a new `SSLContext` per request, and aiohttp never reuses a connection across
+contexts. `credentials.client_kwargs` now gives every SDK client a transport whose connector carries
+one context per process (test: `test_connections_are_reused_with_a_custom_ca_bundle`). The cursor maps
+also kept eleven lower-cased copies of each account id; they now share one.
 
-**B4.** The catch-up plans 24 one-hour windows per unit (`backfill_step` 3600 s) and its Azure calls
-equal the floor exactly (24 × Σ ceil(n/50) × 13). Its time is the documents: 24 h of PT1M data is 288
-cycles' worth (~31 M documents at 1,008 accounts). Measured at 108 accounts: 3.5 M documents, ~33 µs of
-poller CPU per document (hour windows amortise per-call costs), 144 s wall. Scaled linearly to 1,008
-accounts that is ~7,488 Azure calls (= floor), ~18 min CPU and ~22 min wall, too long for `make bench`,
-which therefore runs B4 at 108 accounts; the 1,008-account run is
-`python -m tests.benchmarks --only B4 --b4-accounts-per-region 84` (not run in this round).
-Peak RSS grows with it (548 MB at 108 accounts): each unit
-holds one hour-window of documents (50 accounts × 60 minutes ≈ 60 k documents) and 16 units run at once.
+### Round 5: documents straight from the response bytes (B3 39.7 k → ~110 k docs/s)
 
-### Round 2 (issue 7): hot spots of B3 and B2
+Measured first, µs of CPU per document with the collector off (on: 23.5 in all): decode 2.5 (orjson),
+parse 3.5 (a `Point` and a values dict per bucket, a `Series` per series), shape 8.0 (nested source
+dicts per document), bulk 1.7 (`orjson.dumps` of each source). Changes, each kept only if B3 improved
+and the golden NDJSON and ids stayed byte-identical:
 
-The paragraphs above describe round 1; the tables hold this round's medians (B4 was not re-run).
-Measured first: with the cyclic GC off, the B3 pipeline cost ~26 µs/document instead of ~38: the
-collector, triggered by the allocation bursts of decoding and parsing and rescanning the ever larger
-heap (7 full collections ≈ 1.1 s of the 4 s), was the biggest single cost, and most of what the
-round-1 profile booked to `json.loads` was collector time (`json.loads` itself: 3.4 µs/document with
-the GC off, orjson 2.2 µs).
+1. **msgspec** (new dependency) decodes getBatch and ARM bodies straight into frozen structs that the
+   collector never tracks (`gc=False`). It checks types as it reads and skips the fields the poller
+   never reads (ids, units, descriptions, localized names): decode 2.5 → 0.9 µs. A body it refuses
+   (a bad item, NaN, a number beyond double range) is re-read leniently and each item checked on its
+   own, so one bad item still fails only its account. A property test checks that both paths give
+   identical series and documents. `model.Point` is now the wire bucket itself, so parsing only builds
+   one `Series` per series: 3.5 → ~1.0 µs.
+2. **Shaping writes bytes.** The bytes around `@timestamp` and `azure.open_ai` are encoded once per
+   (account, dimension map): resource, dimensions with fingerprint, constant blocks. Per document
+   there is only `open_ai` (one `orjson.dumps` with `OPT_SORT_KEYS`), the `_id` and one join.
+   `Document.body` is what every sink sends; `Document.source` decodes it on demand (dead letters,
+   tests). B3 70 k docs/s.
+3. **Collector out of the hot path.** py-spy then showed:
+   - 9 % of shaping in `_GeneratorContextManager.__exit__`: the first collection after the pause
+     rescanned each document's temporaries, still alive when the pause ended, and the dimension-block
+     LRU's tracked tuples.
+   - Fix: the work now runs in an inner call whose temporaries die inside the pause;
+     `Document`/`Series` are untracked structs; the LRU (which also thrashed: 18 k maps per
+     1,008-account cycle against 8,192 entries) became a per-call dict.
+   - B3 100 k docs/s.
+4. **Times as text.** An aware `datetime` normalises itself to UTC on every hash, and the shaper hashed
+   one per bucket: 6 % of the pipeline. `Point.timestamp` is now the text Azure sent; the parser checks
+   each distinct text once per response and shaping parses each once per call. B3 ~112 k docs/s.
 
-What changed (behaviour identical; golden NDJSON, property and runtime tests green):
+Effect on whole cycles (same machine, medians): B2 at 10,008 accounts 54.5 → 41.3 s wall, 42.3 → 23.7 s
+poller CPU, 243 → 231 MB peak RSS; B4 went from 144 s wall, 116 s CPU and 548 MB at 108 accounts to
+327 s, 324 s and 539 MB at 1,008 accounts, which is why `make bench` now runs it at the issue's size.
 
-1. `azure_json.loads` (used by `fetching._json_body`): orjson, with `json.loads` deciding whenever
-   orjson refuses a body (NaN/Infinity, numbers beyond double range, lone surrogates, BOM, UTF-16/32)
-   and up front for any body with a run of 19 digits (the only input orjson accepts but reads
-   differently: integers beyond 64 bits become floats). The digit-run check is one `bytes.translate`
-   plus a substring search (0.4 µs/document; a regex cost 5 µs). Tested against `json.loads` on
-   every fixture, edge cases and generated numbers (`tests/shaping/test_shaping_loads.py`).
-2. GC paused (`shaping.collector_paused`) around decoding, around the digest of each getBatch body in
-   `Fetcher._batch` (no `await` inside), and around `parse_resource_metrics`; shaping already paused it.
-3. `azure_json._Reader`: per-bucket work inlined, `type(x) is dict` fast paths before the ABC
-   `isinstance(x, Mapping)`, error places formatted only on error, canonical dimension names cached
-   per response (parse 5.5 → 3.6 µs/document, GC off).
-4. `shaping`: per-series static part found by the dimensions' own order before sorting; the
-   `azure.dimensions` block and fingerprint cached across calls (LRU 8,192); one shared
-   `frozenset({group})`; `json_number` and `_finish_id` inlined; `Document` built by slot setters.
-5. `ElasticsearchSink`: each document's two bulk lines encoded into one `bytes` (the action line
-   assembled around `orjson.dumps(id)`, byte-identical), bulk body by one `b"".join`.
+### B4: what its time and memory are
 
-| | before | after |
-|---|---|---|
-| B3 µs CPU/document (docs/s/core) | 38.8 (25,788) | ~25.2 (~39,700) |
-| B3 pipeline / floor | 35.4× | ~20× |
-| B2 10,008 accounts: wall s / poller CPU s / µs CPU per document | 95.8 / 67.0 / 63 | 67.1 / 56.3 / 53 |
-| B2 10,008 accounts: peak RSS MB | 621 | 843 (worse, see below) |
+The catch-up plans 24 one-hour windows per unit (`backfill_step` 3600 s), and its Azure calls equal the
+floor exactly: 24 × Σ ceil(n/50) × 13 = 7,488. Its time is the documents. 24 h of PT1M data is 288
+cycles' worth, 30.7 M documents at 1,008 accounts, at about 10.5 µs of poller CPU each. The simulator
+works on the other core, so wall ≈ CPU.
 
-**Still missed.** B3 (≥ 100 k docs/s, ≤ 3× floor): after the changes the pipeline's samples split
-into the collector's deferred work at the end of each pause (~16 % of the worker's samples, booked to
-`_GeneratorContextManager.__exit__`), orjson decoding, `_Reader.series`, `_gather`/`_finish`, and
-`encode`. What remains is the per-point object model (`Point` + values dict + `Series` per series,
-then `_Pending` and the nested document dicts) and the collector scanning it: ~25 µs/document against
-a floor of ~1.2 µs. 100 k docs/s needs ≤ 10 µs, i.e. building documents straight from the decoded
-body without `Series`/`Point` (a change to the fetch → cycle → shape interface, which tests read) or a
-compiled decoder (e.g. msgspec typed structs); 3× the floor is not reachable from Python objects at
-all (orjson decoding alone is ~2 µs/document).
-B2 wall (67 s against < 60 s) is still bound by one core (53 µs CPU/document: HTTPS, SDK pipeline,
-asyncio and the above). Peak RSS rose from 621 to ~843 MB at 10,008 accounts (257 vs 248 MB at 1,008):
-one run with the new GC pauses switched off measured 752 MB, 67 s CPU, 77 s wall, so the pauses cost
-~90 MB (the collector runs less often, so cyclic garbage of the HTTP stack lives longer) and another
-~130 MB comes from elsewhere in this round and is not yet explained. Next step: `tracemalloc`
-snapshots against RSS at the 10k peak before choosing between fewer units in flight, an explicit
-`gc.collect(0)` per unit, or dropping the `Fetcher._batch` pause.
-
-### Round 3: what grows with the number of accounts (B2 peak RSS)
-
-`tracemalloc` (one frame; snapshot at the highest traced total, sampled every second, and at the end
-of the cycle) on B2 at 3,000 accounts (peak RSS 497 MB when run without it): of ~138 MB traced at the
-peak, 67 MB were `asyncio/sslproto.py:275` in 538 blocks, the 128 KiB receive buffer of each
-`SSLProtocol`, and 528 TLS connections were still alive at the end of the cycle although at most 16
-calls are in flight. Cause, outside the poller's own code: when `connection_verify` is a path
-(`azure.ca_bundle`, which B2 uses for the simulator's CA, as would a site behind a TLS-inspecting
-proxy), azure-core's `AioHttpTransport._build_ssl_config` builds a new `ssl.SSLContext(cafile=...)`
-for every request, and aiohttp keys pooled connections by that context, so no connection is ever
-reused: every getBatch makes a fresh TLS handshake and leaves one more connection (Python buffers plus
-OpenSSL state, which `tracemalloc` does not see) idle in the pool for the keep-alive time, or as
-cyclic garbage waiting for the collector (the GC pauses of round 2 make that wait longer). Checked
-with a temporary monkeypatch that caches the context per (cert, verify) (not committed; one run each):
-
-| accounts | peak RSS MB | poller CPU s | wall s |
-|---|---|---|---|
-| 3,000, as is → context cached | 497 → 196 | 15.8 → 13.1 | 19.6 → 17.3 |
-| 10,008, as is → context cached | 750 → 271 | 57.0 → 47.7 | 73.4 → 59.0 |
-
-The fix belongs to `credentials.py`/`fetching.py` (not changed in this round): build one `SSLContext`
-from `ca_bundle` per process and hand it to every SDK client's transport (e.g. an
-`AioHttpTransport` over a session whose connector carries that context), so connections are pooled.
-With the public Azure CAs (`ca_bundle` unset, `connection_verify=True`) aiohttp shares one context and
-the problem does not arise.
-
-What else grew with the accounts (end-of-cycle snapshot at 6,000 accounts, context cached):
-`model.py:31` (`Account.key`, a new lower-cased id per read) 12.6 MB in 66,000 strings, i.e. 11 copies
-per account, kept as the first element of the cursor keys (`cycle.py:224`, 4.1 MB of tuples; the
-`changes`, `Poller.cursors` and `FileCursorStore._cursors` dicts share the tuples, 2.5 MB each). Changed:
-`Poller._cycle` records one shared key string per account, and `FileCursorStore.load` one string per
-distinct account key and group name (it split every entry into new strings); B2 at 10,008 accounts with
-the context cached 271 → 246 MB (one run each). Bounded and left alone: the `_dimension_block` LRU
-(8,192 entries, ~8 MB with the decoded strings it keeps), the `parse_timestamp` LRU, the NDJSON sink's
-encoded bodies of the units in flight (~1.6 MB each, ~20 MB at the peak), discovery's accounts and
-the SDK's resource models (~5 MB at 6,000 accounts, kept for `refresh_interval`). The table above
-(812 MB at 10,008 accounts, runs 807–816, against 843 before this round's change; without the
-context fix) was still dominated by the per-request TLS connections.
-
-### Round 4: connections reused (B2 targets met)
-
-`credentials.client_kwargs` now gives every SDK client an `AioHttpTransport` whose aiohttp connector
-carries one `SSLContext` per CA bundle for the whole process, and passes `connection_verify=True` so
-azure-core adds no per-request context. A test (`tests/azure/test_fetching.py`,
-`test_connections_are_reused_with_a_custom_ca_bundle`) counts distinct client connections at the
-simulator: 17 calls used 17 connections before, now at most 2 per region client. B2 at 10,008 accounts
-(3 runs, medians in the table above): 68.4 → 54.5 s wall, 58.0 → 42.3 s poller CPU, 812 → 243 MB peak
-RSS: **both targets met** (< 60 s, < 512 MB). B3 (the per-document CPU of parse → shape → encode) is
-unchanged by this and still short of its targets for the reasons given above.
+Peak RSS is set by the units in flight. `azure.concurrency` (16) units each hold the decoded responses
+of one hour-window: up to 50 accounts × 60 buckets × all series of a metric group, until they are
+shaped and written. A smaller `backfill_step` or a lower `azure.concurrency` trades catch-up speed
+for memory.
 """
 
 
@@ -272,9 +206,18 @@ def render(results: dict[str, Any]) -> str:
                 f"| {_i(md['accounts'])} | {_i(md['documents'])} | {_i(md['azure_calls'])} | {_f(md['wall'])} "
                 f"| {_f(md['cpu'])} | {_i(md['max_rss_mb'])} | {_f(md['sim_cpu'])} | {len(r['runs'])} |"
             )
+        large = [r["median"] for r in results["B2"].values() if isinstance(r, dict) and "median" in r]
+        large = [md for md in large if md["accounts"] >= 10_000]
+        verdict = ""
+        if large:
+            md = large[0]
+            verdict = (
+                f" Wall {'met' if md['wall'] < TARGET_WALL else 'NOT met'}, "
+                f"peak RSS {'met' if md['max_rss_mb'] < TARGET_RSS else 'NOT met'}."
+            )
         out += [
             "",
-            f"Targets at 10,000 accounts: wall < {TARGET_WALL:.0f} s, peak RSS < {TARGET_RSS:.0f} MB.",
+            f"Targets at 10,000 accounts: wall < {TARGET_WALL:.0f} s, peak RSS < {TARGET_RSS:.0f} MB.{verdict}",
             "",
         ]
     if "B3" in results:
@@ -289,9 +232,26 @@ def render(results: dict[str, Any]) -> str:
             f"| **{_i(md['docs_per_cpu_second'])}** | {_i(md['floor_docs_per_cpu_second'])} "
             f"| **{_f(md['ratio_to_floor'])}×** |",
             "",
-            f"Targets: ≥ {_i(TARGET_DOCS)} docs/s/core, ≤ {TARGET_FLOOR_RATIO:.0f}× the floor.",
+            f"Targets: ≥ {_i(TARGET_DOCS)} docs/s/core — "
+            f"{'met' if md['docs_per_cpu_second'] >= TARGET_DOCS else 'NOT met'}; "
+            f"≤ {TARGET_FLOOR_RATIO:.0f}× the floor — "
+            f"{'met' if md['ratio_to_floor'] <= TARGET_FLOOR_RATIO else 'NOT met (see below)'}.",
             "",
         ]
+        split = [run["stage_us_per_document"] for run in results["B3"]["runs"] if "stage_us_per_document" in run]
+        if split:
+            steps = {name: statistics.median(run[name] for run in split) for name in split[0]}
+            floor_us = 1e6 / md["floor_docs_per_cpu_second"]
+            out += [
+                "Where the time goes (µs of CPU per document, one extra pass timed per step):",
+                "",
+                "| decode (msgspec) | parse (`azure_json`) | shape (`shaping`) | bulk body (`ElasticsearchSink`) "
+                "| total | floor |",
+                "|---|---|---|---|---|---|",
+                f"| {steps['decode']:.2f} | {steps['parse']:.2f} | {steps['shape']:.2f} | {steps['bulk']:.2f} "
+                f"| {sum(steps.values()):.2f} | {floor_us:.2f} |",
+                "",
+            ]
     if "B4" in results:
         r = results["B4"]
         md = r["median"]
