@@ -56,7 +56,7 @@ before it changed anything, and its effect measured after, on this machine.
   `orjson.dumps` of the finished document, about 1.2 µs. 3× leaves about 3.7 µs per document for
   everything from response bytes to bulk bytes. The step table under B3 shows what is spent instead:
   - decoding the Azure bytes (msgspec, compiled) and framing the bulk body (one `b"".join` per
-    document) already take about 1.5 µs together;
+    document) already take about 1.7 µs together;
   - shaping is the rest: per Azure value, per bucket and per document it is plain Python. Per
     value there is an attribute read, a finiteness test, an integer test and a dict update. Per
     bucket there is a time lookup and a pending-document lookup. Per document there is the nested
@@ -128,15 +128,16 @@ and the golden NDJSON and ids stayed byte-identical:
    one per bucket: 6 % of the pipeline. `Point.timestamp` is now the text Azure sent; the parser checks
    each distinct text once per response and shaping parses each once per call. B3 ~112 k docs/s.
 
-Effect on whole cycles (same machine, medians): B2 at 10,008 accounts 54.5 → 41.3 s wall, 42.3 → 23.7 s
-poller CPU, 243 → 231 MB peak RSS; B4 went from 144 s wall, 116 s CPU and 548 MB at 108 accounts to
-327 s, 324 s and 539 MB at 1,008 accounts, which is why `make bench` now runs it at the issue's size.
+Effect on whole cycles (same machine; the tables above have the figures after this round):
+- B2 at 10,008 accounts took 54.5 s wall and 42.3 s of poller CPU with 243 MB before it.
+- B4 took 144 s wall, 116 s CPU and 548 MB for only 108 accounts. It now runs at the issue's size,
+  1,008 accounts, in `make bench`.
 
 ### B4: what its time and memory are
 
 The catch-up plans 24 one-hour windows per unit (`backfill_step` 3600 s), and its Azure calls equal the
 floor exactly: 24 × Σ ceil(n/50) × 13 = 7,488. Its time is the documents. 24 h of PT1M data is 288
-cycles' worth, 30.7 M documents at 1,008 accounts, at about 10.5 µs of poller CPU each. The simulator
+cycles' worth, 30.7 M documents at 1,008 accounts, at about 10 µs of poller CPU each. The simulator
 works on the other core, so wall ≈ CPU.
 
 Peak RSS is set by the units in flight. `azure.concurrency` (16) units each hold the decoded responses
