@@ -142,8 +142,10 @@ works on the other core, so wall ≈ CPU.
 
 Peak RSS is set by the units in flight. `azure.concurrency` (16) units each hold the decoded responses
 of one hour-window: up to 50 accounts × 60 buckets × all series of a metric group, until they are
-shaped and written. A smaller `backfill_step` or a lower `azure.concurrency` trades catch-up speed
-for memory.
+shaped and written. Memory can be traded for catch-up speed. One run with `azure.concurrency: 8`
+(worker parameter `"concurrency": 8`) peaked at 384 MB instead of 543 MB. It took 343 s instead of
+314 s, and another job shared the machine during that run. A smaller `backfill_step` shrinks each
+window the same way.
 """
 
 
