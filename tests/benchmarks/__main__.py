@@ -96,7 +96,8 @@ def b2(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def b3(args: argparse.Namespace) -> dict[str, Any]:
-    params = {"kind": "pipeline", "subscriptions": SUBSCRIPTIONS, "accounts_per_region": 84, "repeats": 1}
+    per_region = args.b3_accounts_per_region
+    params = {"kind": "pipeline", "subscriptions": SUBSCRIPTIONS, "accounts_per_region": per_region, "repeats": 1}
     return repeat(params, args.runs, "B3 pipeline")
 
 
@@ -153,16 +154,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--b2-accounts-per-region", type=lambda t: [int(x) for x in t.split(",")], default=[84, 834]
     )
+    parser.add_argument("--b3-accounts-per-region", type=int, default=84, help="(84 = 1,008 accounts)")
     parser.add_argument("--b4-accounts-per-region", type=int, default=84, help="(84 = 1,008 accounts)")
     parser.add_argument("--b4-runs", type=int, default=3, help="runs of B4 (3)")
-    parser.add_argument("--quick", action="store_true", help="small estates and one run (a smoke test)")
+    parser.add_argument("--quick", action="store_true", help="tiny estates, no latency, one run (a smoke test)")
     parser.add_argument("--results", default=str(ROOT / ".bench" / "results.json"))
     parser.add_argument("--report", default=str(ROOT / "BENCHMARKS.md"), help="'' to skip")
     parser.add_argument("--render-only", action="store_true", help="re-render the report from --results")
     args = parser.parse_args(argv)
     if args.quick:
         args.runs, args.b1_accounts_per_region, args.b2_accounts_per_region = 1, 5, [5]
-        args.b4_accounts_per_region, args.b4_runs = 2, 1
+        args.b3_accounts_per_region, args.b4_accounts_per_region, args.b4_runs = 5, 1, 1
+        args.latency = 0.0
     results_path = Path(args.results)
     if args.render_only:
         results = json.loads(results_path.read_text())

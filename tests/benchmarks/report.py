@@ -30,8 +30,8 @@ STATIC = """
   5-minute window of all 13 metric groups at PT1M, `azure.concurrency` 16 (the default).
 - Figures are medians of the runs listed; raw per-run values are in `.bench/results.json`.
 - `make bench` takes about half an hour on this machine (B4's three catch-ups about 17 min of it);
-  `make bench-quick` is a one-minute smoke run on tiny estates that leaves this file and the results
-  alone.
+  `make bench-quick` is a 20-second smoke run on tiny estates without latency. It leaves this file
+  and the results alone; `make test` runs it too (`tests/deploy/test_benchmark_harness.py`).
 """
 
 
