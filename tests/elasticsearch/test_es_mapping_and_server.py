@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import gzip
+import socket
+import struct
 import time
 import urllib.error
 import urllib.request
 from typing import Any
+from urllib.parse import urlsplit
 
 import orjson
 import pytest
@@ -85,6 +88,20 @@ def test_product_header_on_every_response(server: ElasticsearchServer) -> None:
         assert headers["X-Elastic-Product"] == "Elasticsearch"
     status, _, info = _call(server, "GET", "/")
     assert status == 200 and info["version"]["number"].startswith("8.19.")
+
+
+def test_a_client_that_resets_mid_request_is_not_reported(
+    server: ElasticsearchServer, capfd: pytest.CaptureFixture[str]
+) -> None:
+    host, port = urlsplit(server.url).hostname, urlsplit(server.url).port
+    for _ in range(3):  # a killed poller leaves half-sent requests behind
+        with socket.create_connection((host, port)) as sock:
+            sock.sendall(b"POST /_bulk HTTP/1.1\r\nContent-Length: 100\r\n\r\n{")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close = RST
+    status, _, _ = _call(server, "GET", "/")  # the server still answers
+    time.sleep(0.2)  # let the handler threads finish
+    assert status == 200
+    assert "Traceback" not in capfd.readouterr().err
 
 
 def test_data_stream_rejects_index_op_and_accepts_gzip(server: ElasticsearchServer) -> None:
