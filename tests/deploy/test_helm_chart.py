@@ -5,7 +5,9 @@ schemas in strict mode (unknown fields are errors) with kubernetes-validate."""
 from __future__ import annotations
 
 import base64
+import itertools
 import re
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -479,17 +481,44 @@ def _quantity_bytes(quantity: str) -> float:
 
 
 def test_memory_request_and_limit_cover_the_measured_catch_up_peak(chart, repo: Path) -> None:
-    """BENCHMARKS.md's B4 (24 h catch-up, default concurrency) peak RSS, plus at least 20 % margin."""
+    """BENCHMARKS.md's B4 (24 h catch-up, default concurrency) peak RSS, plus at least 20 % margin, in
+    every mode of the chart and in the plain CronJob example."""
     text = (repo / "BENCHMARKS.md").read_text(encoding="utf-8")
     section = text[text.index("## B4") :]
     header, _, row = [line for line in section.splitlines() if line.startswith("|")][:3]
     columns = [c.strip() for c in header.strip("|").split("|")]
     peak_mb = float(row.strip("|").split("|")[columns.index("peak RSS MB")].strip())
     assert peak_mb >= 500  # the table was read, not a stray cell
-    for mode in ("service", "cronjob", "sharded"):
-        resources = container(render(chart, {"mode": mode}))["resources"]
+    example = [d for d in yaml.safe_load_all((repo / "config/kubernetes/cronjob.yaml").read_text()) if d]
+    manifests = {mode: render(chart, {"mode": mode}) for mode in ("service", "cronjob", "sharded")}
+    manifests["config/kubernetes/cronjob.yaml"] = example
+    for where, docs in manifests.items():
+        resources = container(docs)["resources"]
         for kind in ("requests", "limits"):
-            assert _quantity_bytes(resources[kind]["memory"]) >= 1.2 * peak_mb * 1e6, (mode, kind, resources)
+            assert _quantity_bytes(resources[kind]["memory"]) >= 1.2 * peak_mb * 1e6, (where, kind, resources)
+
+
+def test_readme_builds_and_pushes_the_image_the_chart_then_runs(chart, repo: Path) -> None:
+    """The README's Helm steps: the image pushed is the image the chart's pods run with those values."""
+    text = (repo / "README.md").read_text(encoding="utf-8")
+    section = text[text.index("### In Kubernetes (Helm)") :]
+    block = re.search(r"```sh\n(.*?)```", section, re.S)
+    assert block, "no shell block in the README's Helm section"
+    commands = [shlex.split(c) for c in block.group(1).replace("\\\n", " ").splitlines() if c.strip()]
+    built = next(c[c.index("-t") + 1] for c in commands if c[:2] == ["docker", "build"])
+    pushed = next(c[2] for c in commands if c[:2] == ["docker", "push"])
+    install = next(c for c in commands if c[:2] == ["helm", "install"])
+    assert built == pushed
+    values: dict[str, Any] = {}
+    for word, following in itertools.pairwise(install):
+        if word == "--set":
+            key, _, value = following.partition("=")
+            *parents, leaf = key.split(".")
+            node = values
+            for part in parents:
+                node = node.setdefault(part, {})
+            node[leaf] = value
+    assert container(render(chart, values))["image"] == pushed
 
 
 @pytest.mark.parametrize(
