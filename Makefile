@@ -13,7 +13,7 @@ TEST_LOCK := requirements/test.txt
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade 'pip>=24,<27'
+	$(BIN)/python -m pip install --quiet --quiet --upgrade 'pip>=24,<27'
 
 $(STAMP): $(BIN)/python pyproject.toml $(RUNTIME_LOCK) $(TEST_LOCK)
 	$(BIN)/pip install --quiet --quiet -c $(TEST_LOCK) -e '.[test]'
