@@ -265,7 +265,12 @@ class Poller:
         reads, self._inventory_reads = self._inventory_reads, None
         if reads is None or self.inventory is None:
             return
-        outcome = await self.inventory.write(await reads, now)
+        try:
+            outcome = await self.inventory.write(await reads, now)
+        except Exception as exc:  # the metrics are stored and committed already; report, never raise
+            log.exception("inventory failed")
+            report.failures.append(Failure("inventory", "*", _one_line(exc)))
+            return
         report.inventory_accounts = outcome.accounts
         report.inventory_documents.update(outcome.documents)
         report.failures.extend(outcome.failures)
