@@ -76,7 +76,7 @@ async def create_poller(
         fetcher=Fetcher(cfg.azure, credential),
         sink=sink,
         store=store,
-        inventory=await build_inventory(cfg, credential, sink, es_client) if cfg.inventory.enabled else None,
+        inventory=await build_inventory(cfg, credential, sink, es_client),
         shard_index=shard_index(cfg),
         clock=clock,
     )
@@ -86,9 +86,12 @@ async def create_poller(
     return poller
 
 
-async def build_inventory(cfg: Config, credential: Any, sink: Sink, es_client: Any) -> Inventory:
+async def build_inventory(cfg: Config, credential: Any, sink: Sink, es_client: Any) -> Inventory | None:
     """The deployment inventory: its ARM reader, and a sink for its own data stream (NDJSON output
-    shares the metrics file: every line names its `data_stream`)."""
+    shares the metrics file: every line names its `data_stream`). None when it is off, or when the
+    caller brought its own Elasticsearch sink (there is no client to write the inventory's stream)."""
+    if not cfg.inventory.enabled or (cfg.output == "elasticsearch" and es_client is None):
+        return None
     from metrics_poller.inventory import InventoryReader
     from metrics_poller.inventory_cycle import Inventory
     from metrics_poller.inventory_shaping import DATASET, InventoryContext

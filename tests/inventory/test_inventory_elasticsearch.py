@@ -63,3 +63,15 @@ async def test_setup_installs_the_inventory_templates_and_a_cycle_maps_every_fie
         assert not [p for p, (_, origin) in types.items() if origin == "dynamic"], types
         assert types["azure.deployment.utilization.tokens_pct"][0] == "float"
         assert types["azure.deployment.model.version"][0] == "keyword"  # "2024-11-20" is not a date
+
+
+def test_an_interval_that_is_not_a_multiple_of_the_period_is_one_line_and_exit_2(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    sim.reset_calls()
+    data = poller_config(sim, tmp_path, inventory={"interval": 1000})
+    result = cli("once", "--config", str(write_config(data, tmp_path / "poller.yaml")))
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("config: inventory.interval: 1000 must be a multiple of period 300")
+    assert sim.call_count("token") == 0  # rejected before any Azure call
