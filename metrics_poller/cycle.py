@@ -176,8 +176,6 @@ class Poller:
         telemetry.CYCLES.labels(result="ok" if report.ok else ("failed" if report.unreachable else "partial")).inc()
         for failure in report.failures:
             telemetry.FAILURES.labels(scope=failure.scope).inc()
-        if report.newest_bucket is not None:
-            telemetry.DATA_LAG.set(max(0.0, (self.clock() - report.newest_bucket).total_seconds()))
         return report
 
     async def _cycle(
