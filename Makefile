@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint unit soak bench bench-quick profile clean install
+.PHONY: demo demo-es test lint unit soak bench bench-quick profile clean install
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +18,10 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/metrics-poller demo
+
+# Optional: setup, validate and once against the simulator and the Elasticsearch test server.
+demo-es: $(STAMP)
+	$(BIN)/python -m metrics_poller.testing.demo_es
 
 lint: $(STAMP)
 	$(BIN)/ruff check metrics_poller tests
