@@ -64,6 +64,18 @@ def stored(es: ElasticsearchServer) -> int:
     return len(es.documents("metrics-azure.open_ai-default"))
 
 
+def failure_store_for_every_document(es: ElasticsearchServer) -> None:
+    """An operator's @custom component: failure store on, and a mapping every document breaks."""
+    custom = {
+        "template": {
+            "data_stream_options": {"failure_store": {"enabled": True}},
+            "mappings": {"properties": {"cloud": {"properties": {"region": {"type": "long"}}}}},
+        }
+    }
+    with es.store.lock:
+        es.store.put_component_template("metrics-poller-azure.open_ai@custom", custom)
+
+
 # ------------------------------------------------------------------------------------------ pipelines
 
 
@@ -166,15 +178,7 @@ def test_documents_in_the_failure_store_are_counted_apart(
 ) -> None:
     path = es_config(sim, es, tmp_path)
     assert cli("setup", "--config", str(path)).returncode == 0
-    # An operator's @custom component: failure store on, and a mapping every document breaks.
-    custom = {
-        "template": {
-            "data_stream_options": {"failure_store": {"enabled": True}},
-            "mappings": {"properties": {"cloud": {"properties": {"region": {"type": "long"}}}}},
-        }
-    }
-    with es.store.lock:
-        es.store.put_component_template("metrics-poller-azure.open_ai@custom", custom)
+    failure_store_for_every_document(es)
     result = cli("once", "--config", str(path))
     assert result.returncode == 1, result.stdout + result.stderr
     failed = len(es.failure_documents("metrics-azure.open_ai-default"))
@@ -250,14 +254,7 @@ async def test_failure_store_documents_have_their_own_metric_label(
     from metrics_poller.runtime import create_poller
 
     path = es_config(sim, es, tmp_path)
-    custom = {
-        "template": {
-            "data_stream_options": {"failure_store": {"enabled": True}},
-            "mappings": {"properties": {"cloud": {"properties": {"region": {"type": "long"}}}}},
-        }
-    }
-    with es.store.lock:
-        es.store.put_component_template("metrics-poller-azure.open_ai@custom", custom)
+    failure_store_for_every_document(es)
 
     def sample(outcome: str) -> float:
         value = telemetry.REGISTRY.get_sample_value("metrics_poller_documents_total", {"outcome": outcome})
