@@ -270,6 +270,8 @@ async def ensure_inventory_templates(client: AsyncElasticsearch, cfg: Elasticsea
         if await _get_template(client, "index", inventory_templates.INDEX_TEMPLATE) is None:
             for line in await _setup_inventory(client, cfg):
                 log.info("setup: %s", line)
+    except AuthorizationException:
+        log.info("these credentials cannot read index templates; assuming `metrics-poller setup` installed them")
     except (ApiError, TransportError) as exc:
         log.warning(
             "installing the inventory templates failed (%s); run `metrics-poller setup`", describe(exc, secrets_of(cfg))

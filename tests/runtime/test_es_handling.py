@@ -21,7 +21,12 @@ ADMIN_KEY = "admin-key-for-the-tests"
 WRITER = {
     "writer": {
         "cluster": ["monitor"],
-        "indices": [{"names": ["metrics-azure.open_ai-*"], "privileges": ["create_doc", "auto_configure"]}],
+        "indices": [
+            {
+                "names": ["metrics-azure.open_ai-*", "metrics-azure.ai_deployment-*"],
+                "privileges": ["create_doc", "auto_configure"],
+            }
+        ],
     }
 }
 AZURE_ROUTES = ("token", "resources", "resourceGraph", "getBatch", "metrics", "metricDefinitions")
