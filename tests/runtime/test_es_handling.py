@@ -30,6 +30,8 @@ WRITER = {
     }
 }
 AZURE_ROUTES = ("token", "resources", "resourceGraph", "getBatch", "metrics", "metricDefinitions")
+# Several commands per test, each a fresh process: a busy machine needs more than the default 120 s.
+pytestmark = pytest.mark.timeout(300)
 
 
 @pytest.fixture
