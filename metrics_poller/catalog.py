@@ -152,8 +152,9 @@ def _group(
     metrics: tuple[str, ...],
     aggregations: tuple[str, ...],
     dimensions: tuple[str, ...] | None = None,
+    by_name: dict[str, MetricSpec] = METRICS_BY_NAME,
 ) -> MetricGroup:
-    specs = tuple(METRICS_BY_NAME[m] for m in metrics)
+    specs = tuple(by_name[m] for m in metrics)
     dimensions = specs[0].dimensions if dimensions is None else dimensions
     for spec in specs:
         if not set(dimensions) <= set(spec.dimensions):
@@ -201,12 +202,14 @@ GROUPS_BY_NAME: dict[str, MetricGroup] = {g.name: g for g in GROUPS}
 ALL_DIMENSIONS: tuple[str, ...] = tuple(sorted({d for m in METRICS for d in m.dimensions}))
 
 
-def select_groups(names: list[str] | tuple[str, ...] | None) -> tuple[MetricGroup, ...]:
-    """The configured groups, in catalogue order; all of them when `names` is empty."""
+def select_groups(
+    names: list[str] | tuple[str, ...] | None, groups: tuple[MetricGroup, ...] = GROUPS
+) -> tuple[MetricGroup, ...]:
+    """The configured groups of `groups`, in catalogue order; all of them when `names` is empty."""
     if not names:
-        return GROUPS
+        return groups
     wanted = set(names)
-    return tuple(g for g in GROUPS if g.name in wanted)
+    return tuple(g for g in groups if g.name in wanted)
 
 
 _CAPITAL_AFTER_LOWER = re.compile(r"(?:[^A-Z_\W])([A-Z])[^A-Z]", re.ASCII)
@@ -245,13 +248,3 @@ def canonical_dimension(name: str) -> str:
 
 
 _CANONICAL_DIMENSIONS: dict[str, str] = {d.lower(): d for d in ALL_DIMENSIONS}
-
-
-def field_name(metric: MetricSpec, aggregation: str) -> str:
-    """Full document field of one metric aggregate, e.g. `azure.open_ai.requests.total`."""
-    return f"azure.open_ai.{metric.field}.{AGGREGATION_SUFFIX[aggregation]}"
-
-
-def all_fields() -> dict[str, str]:
-    """Every metric field the catalogue can produce → its Elasticsearch type."""
-    return {field_name(m, a): m.es_type(a) for m in METRICS for a in m.aggregations}

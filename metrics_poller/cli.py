@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, TextIO
 
-from metrics_poller import __version__, config
+from metrics_poller import __version__, config, datasets
 from metrics_poller.cycle import CycleReport, Unreachable
 from metrics_poller.discovery import DiscoveryError
 
@@ -263,7 +263,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
             client = build_client(cfg.elasticsearch)
             try:
-                for line in await check_access(client, cfg.elasticsearch):
+                for line in await check_access(client, cfg.elasticsearch, datasets.select(cfg.datasets)):
                     print(line)
             except Exception as exc:
                 print(f"elasticsearch: FAILED: {_one_line(exc)}")
@@ -285,7 +285,7 @@ def cmd_setup(args: argparse.Namespace) -> int:
 
         client = build_client(cfg.elasticsearch)
         try:
-            for line in await setup(client, cfg.elasticsearch):
+            for line in await setup(client, cfg.elasticsearch, datasets.select(cfg.datasets)):
                 print(line)
         finally:
             await client.close()

@@ -62,9 +62,10 @@ async def create_poller(
         es_client = build_client(cfg.elasticsearch)
     if sink is None:
         if cfg.output == "elasticsearch":
+            from metrics_poller import datasets
             from metrics_poller.sinks.elasticsearch import ensure_templates
 
-            await ensure_templates(es_client, cfg.elasticsearch)
+            await ensure_templates(es_client, cfg.elasticsearch, datasets.select(cfg.datasets))
         sink = build_sink(cfg, es_client)
     if store is None:
         store = build_store(cfg, es_client)
