@@ -99,7 +99,20 @@ OPEN_AI = Dataset(
     integration="azure_openai",
 )
 
-DATASETS: tuple[Dataset, ...] = (OPEN_AI,)
+AI_FOUNDRY = Dataset(
+    name="azure.ai_foundry",
+    resource_type=ACCOUNTS,
+    metrics=catalog.FOUNDRY_METRICS,
+    groups=catalog.FOUNDRY_GROUPS,
+    metric_object=("ai_foundry",),
+    integration="azure_ai_foundry",
+    # foundry.md §2.5: the integration's pipeline stores ModelAvailabilityRate and
+    # ProvisionedUtilization ÷ 100 (0–1), and would divide final values again.
+    percent_divisor=100,
+    bypass_default_pipeline=True,
+)
+
+DATASETS: tuple[Dataset, ...] = (OPEN_AI, AI_FOUNDRY)
 BY_NAME: dict[str, Dataset] = {d.name: d for d in DATASETS}
 DEFAULT_NAMES: tuple[str, ...] = tuple(d.name for d in DATASETS if d.default)
 

@@ -37,6 +37,8 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import orjson
 
+from metrics_poller.testing import ingest
+
 VERSION = "8.19.0"
 JSON_TYPE = "application/vnd.elasticsearch+json;compatible-with=8"
 DEFAULT_LOOK_BACK = "2h"
@@ -586,6 +588,7 @@ class Store:
         self.component_templates: dict[str, Json] = {}
         self.indices: dict[str, Index] = {}
         self.data_streams: dict[str, DataStream] = {}
+        self.pipelines: dict[str, ingest.Pipeline] = {}
         self.faults: list[Fault] = []
 
     # ---- templates
@@ -801,7 +804,7 @@ class Store:
                 return fault
         return None
 
-    def bulk(self, body: bytes, default_index: str | None) -> Json:
+    def bulk(self, body: bytes, default_index: str | None, pipeline: str | None = None) -> Json:
         started = time.perf_counter()
         if body and not body.endswith(b"\n"):
             raise EsError(400, "illegal_argument_exception", "The bulk request must be terminated by a newline [\\n]")
@@ -823,13 +826,19 @@ class Store:
                 ) from None
             raw_source = lines[position + 1] if op != "delete" else b""
             position += 1 if op == "delete" else 2
-            item = self._bulk_item(op, meta, raw_source, default_index, raw_action)
+            item = self._bulk_item(op, meta, raw_source, default_index, raw_action, meta.get("pipeline", pipeline))
             errors = errors or "error" in item[op]
             items.append(item)
         return {"took": int((time.perf_counter() - started) * 1000), "errors": errors, "items": items}
 
     def _bulk_item(
-        self, op: str, meta: Mapping[str, Any], raw: bytes, default_index: str | None, raw_action: bytes
+        self,
+        op: str,
+        meta: Mapping[str, Any],
+        raw: bytes,
+        default_index: str | None,
+        raw_action: bytes,
+        pipeline: str | None = None,
     ) -> Json:
         target = meta.get("_index") or default_index
         result: Json = {"_index": target, "_id": meta.get("_id")}
@@ -846,7 +855,7 @@ class Store:
                 source = orjson.loads(raw)
             except orjson.JSONDecodeError as exc:
                 raise EsError(400, "document_parsing_exception", f"failed to parse: {exc}") from None
-            result.update(self._store(op, meta.get("_id"), target, source, raw))
+            result.update(self._store(op, meta.get("_id"), target, source, raw, pipeline))
         except EsError as exc:
             result.update({"status": exc.status, "error": {"type": exc.kind, "reason": exc.reason}})
         return {op: result}
@@ -861,10 +870,21 @@ class Store:
             return self.create_data_stream(name).write_index
         return self.create_index(name, {})
 
-    def _store(self, op: str, doc_id: str | None, target: str, source: Any, raw: bytes) -> Json:
+    def _store(
+        self, op: str, doc_id: str | None, target: str, source: Any, raw: bytes, pipeline: str | None = None
+    ) -> Json:
         if not isinstance(source, dict):
             raise EsError(400, "document_parsing_exception", "the document must be a JSON object")
         index = self._target(target)
+        name = ingest.resolve(pipeline, index.settings.get("index.default_pipeline"))
+        if name is not None:
+            if name not in self.pipelines:
+                raise EsError(400, "illegal_argument_exception", f"pipeline with id [{name}] does not exist")
+            try:
+                source = self.pipelines[name].run(source)
+            except ingest.PipelineError as exc:
+                raise EsError(exc.status, exc.kind, exc.reason) from None
+            raw = orjson.dumps(source)
         if index.data_stream is not None:
             if op != "create":
                 raise EsError(
@@ -1286,7 +1306,7 @@ class ElasticsearchServer:
             if method not in ("POST", "PUT"):
                 raise EsError(405, "method_not_allowed", f"Incorrect HTTP method for uri [{'/'.join(parts)}]")
             with store.lock:
-                return 200, store.bulk(raw, parts[0] if len(parts) == 2 else None)
+                return 200, store.bulk(raw, parts[0] if len(parts) == 2 else None, params.get("pipeline"))
         body: Json = orjson.loads(raw) if raw.strip() else {}
         with store.lock:
             return self._route_json(method, parts, params, body)
@@ -1307,6 +1327,16 @@ class ElasticsearchServer:
                 return 200, store.delete_template(kind, name)
             if method in ("GET", "HEAD"):
                 return 200, store.get_templates(kind, name)
+        if head == "_ingest" and name == "pipeline" and len(parts) == 3:
+            if method == "PUT":
+                try:
+                    store.pipelines[parts[2]] = ingest.Pipeline.parse(parts[2], body)
+                except ingest.PipelineError as exc:
+                    raise EsError(exc.status, exc.kind, exc.reason) from None
+                return 200, {"acknowledged": True}
+            if method == "DELETE":
+                store.pipelines.pop(parts[2], None)
+                return 200, {"acknowledged": True}
         if head == "_data_stream":
             if method == "PUT" and name:
                 store.create_data_stream(name)

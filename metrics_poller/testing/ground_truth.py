@@ -117,11 +117,13 @@ def compare(
     only_within: tuple[str, str] | None = None,
     dataset: Dataset = OPEN_AI,
 ) -> Comparison:
-    """Diff stored documents against the expectation; `only_within` limits stored docs to a
-    `[start, end)` range of `@timestamp` strings (documents outside it are ignored)."""
+    """Diff the dataset's stored documents against the expectation (documents of other datasets are
+    ignored); `only_within` limits stored docs to a `[start, end)` range of `@timestamp` strings."""
     pairs = []
     for hit in stored:
         document = hit.get("_source", hit)  # search hits or plain documents
+        if document.get("data_stream", {}).get("dataset", dataset.name) != dataset.name:
+            continue
         key = stored_key(document)
         if only_within and not (only_within[0] <= key[1] < only_within[1]):
             continue

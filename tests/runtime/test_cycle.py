@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from runtime_support import NOW, parse, poller_config, read_ndjson
 
-from metrics_poller.catalog import GROUPS, select_groups
+from metrics_poller.catalog import FOUNDRY_GROUPS, GROUPS, select_groups
 from metrics_poller.cycle import Poller
 from metrics_poller.runtime import create_poller
 from metrics_poller.simulator import FaultRule, Simulator
@@ -59,7 +59,7 @@ async def test_two_consecutive_cycles_store_exactly_the_ground_truth(sim: Simula
 
     cursors = await FileCursorStore(cfg.state.path).load()
     assert set(cursors.values()) == {end}
-    assert len(cursors) == len(openai_accounts(sim)) * len(GROUPS)
+    assert len(cursors) == len(openai_accounts(sim)) * (len(GROUPS) + len(FOUNDRY_GROUPS))  # both default datasets
 
 
 async def test_a_cycle_with_nothing_new_does_nothing(sim: Simulator, tmp_path: Path) -> None:
