@@ -220,3 +220,34 @@ def test_the_demo_feeds_every_field_elastics_dashboard_and_alerts_read(tmp_path:
     latency = "azure.ai_foundry.time_to_response.avg"
     assert any(_value(d, latency) and _value(d, "azure.dimensions.model_deployment_name") for d in documents)
     assert any(int(_value(d, "azure.dimensions.status_code") or 0) >= 400 for d in documents)
+
+
+def test_an_upgraded_poller_resumes_from_a_cursor_file_written_before_datasets(
+    foundry_sim: Simulator, tmp_path: Path
+) -> None:
+    """Version 1 cursors are the azure.open_ai ones: nothing of that dataset is fetched again, while
+    the new dataset starts at `initial_lookback`."""
+    import asyncio
+    import json
+
+    from metrics_poller.catalog import GROUPS
+    from metrics_poller.state import encode_cursor
+
+    end = window_end(NOW, LATENCY, GRAIN)
+    old = {f"{key}|{group.name}": encode_cursor(end) for _, key in polled(foundry_sim) for group in GROUPS}
+    (tmp_path / "cursors.json").write_text(json.dumps({"version": 1, "cursors": old}))
+    cfg = parse(poller_config(foundry_sim, tmp_path))
+
+    async def cycle() -> Any:
+        poller = await create_poller(cfg)
+        try:
+            return await poller.run_cycle(NOW)
+        finally:
+            await poller.close()
+
+    report = asyncio.run(cycle())
+    assert report.ok, report.failures
+    assert set(report.stored_by_dataset) == {"azure.ai_foundry"}
+    saved = json.loads((tmp_path / "cursors.json").read_text())
+    assert saved["version"] == 2
+    assert sum(k.split("|")[-2] == "azure.open_ai" for k in saved["cursors"]) == len(old)
