@@ -30,7 +30,7 @@ from elasticsearch import (
 )
 from elasticsearch.serializer import OrjsonSerializer
 
-from metrics_poller import datasets, templates
+from metrics_poller import datasets, inventory_templates, templates
 from metrics_poller.config import Elasticsearch as ElasticsearchConfig
 from metrics_poller.datasets import OPEN_AI, Dataset
 from metrics_poller.model import Document, Outcome
@@ -245,6 +245,37 @@ async def _setup(client: AsyncElasticsearch, cfg: ElasticsearchConfig, dataset: 
             f"(POST {stream}/_rollover to apply them now)"
         )
     return lines
+
+
+async def setup_inventory(client: AsyncElasticsearch, cfg: ElasticsearchConfig) -> list[str]:
+    """`setup` for the deployment inventory's stream (no Elastic integration shares its pattern)."""
+    try:
+        return await _setup_inventory(client, cfg)
+    except (AuthenticationException, AuthorizationException) as exc:
+        raise _auth_error(exc, secrets_of(cfg)) from None
+    except (ApiError, TransportError) as exc:
+        raise SinkError(f"Elasticsearch set-up failed: {describe(exc, secrets_of(cfg))}") from None
+
+
+async def _setup_inventory(client: AsyncElasticsearch, cfg: ElasticsearchConfig) -> list[str]:
+    wanted = inventory_templates.build(retention=cfg.retention)
+    lines = []
+    for kind, bodies in (("component", wanted.component_templates), ("index", wanted.index_templates)):
+        for name, body in bodies.items():
+            lines.append((await _ensure(client, kind, name, body))[0])
+    return lines
+
+
+async def ensure_inventory_templates(client: AsyncElasticsearch, cfg: ElasticsearchConfig) -> None:
+    """Before the first inventory write: install its templates when none governs its stream yet."""
+    try:
+        if await _get_template(client, "index", inventory_templates.INDEX_TEMPLATE) is None:
+            for line in await _setup_inventory(client, cfg):
+                log.info("setup: %s", line)
+    except (ApiError, TransportError) as exc:
+        log.warning(
+            "installing the inventory templates failed (%s); run `metrics-poller setup`", describe(exc, secrets_of(cfg))
+        )
 
 
 async def _ensure(client: AsyncElasticsearch, kind: str, name: str, body: Mapping[str, Any]) -> tuple[str, bool]:
@@ -463,11 +494,14 @@ class ElasticsearchSink:
         backoff_initial: float = 0.5,
         backoff_max: float = 30.0,
         rng: random.Random | None = None,
+        stream: str | None = None,
+        time_series: bool | None = None,
     ) -> None:
         self._client = client
         self._cfg = cfg
+        self._stream = stream  # every document goes here when set; else to its dataset's stream
         # In TSDS mode Elasticsearch derives `_id` from the dimensions and rejects a different one.
-        self._send_ids = not cfg.tsds
+        self._send_ids = not (cfg.tsds if time_series is None else time_series)
         self._dead_letter = Path(dead_letter_path) if dead_letter_path else None
         self._backoff = (backoff_initial, backoff_max)
         self._rng = rng or random.Random()
@@ -491,7 +525,7 @@ class ElasticsearchSink:
             by_dataset.setdefault(document.dataset, []).append(position)
         tasks = []
         for name, positions in by_dataset.items():
-            target = _Target.of(name, self._cfg)
+            target = _Target(self._stream, self._cfg.pipeline) if self._stream else _Target.of(name, self._cfg)
             sizes = [len(encoded[p]) for p in positions]
             for batch in plan_batches(sizes, self._cfg.batch_size, self._cfg.batch_bytes):
                 members = [positions[i] for i in batch]
