@@ -152,8 +152,9 @@ def _group(
     metrics: tuple[str, ...],
     aggregations: tuple[str, ...],
     dimensions: tuple[str, ...] | None = None,
+    by_name: dict[str, MetricSpec] = METRICS_BY_NAME,
 ) -> MetricGroup:
-    specs = tuple(METRICS_BY_NAME[m] for m in metrics)
+    specs = tuple(by_name[m] for m in metrics)
     dimensions = specs[0].dimensions if dimensions is None else dimensions
     for spec in specs:
         if not set(dimensions) <= set(spec.dimensions):
@@ -198,15 +199,16 @@ GROUPS: tuple[MetricGroup, ...] = (
 )
 GROUPS_BY_NAME: dict[str, MetricGroup] = {g.name: g for g in GROUPS}
 
-ALL_DIMENSIONS: tuple[str, ...] = tuple(sorted({d for m in METRICS for d in m.dimensions}))
 
 
-def select_groups(names: list[str] | tuple[str, ...] | None) -> tuple[MetricGroup, ...]:
-    """The configured groups, in catalogue order; all of them when `names` is empty."""
+def select_groups(
+    names: list[str] | tuple[str, ...] | None, groups: tuple[MetricGroup, ...] = GROUPS
+) -> tuple[MetricGroup, ...]:
+    """The configured groups of `groups`, in catalogue order; all of them when `names` is empty."""
     if not names:
-        return GROUPS
+        return groups
     wanted = set(names)
-    return tuple(g for g in GROUPS if g.name in wanted)
+    return tuple(g for g in groups if g.name in wanted)
 
 
 _CAPITAL_AFTER_LOWER = re.compile(r"(?:[^A-Z_\W])([A-Z])[^A-Z]", re.ASCII)
@@ -244,14 +246,98 @@ def canonical_dimension(name: str) -> str:
     return _CANONICAL_DIMENSIONS.get(name.lower(), name)
 
 
+
+
+# ---------------------------------------------------------------------------------------------------
+# Foundry "Models" metrics of the same accounts (foundry.md §3.2): every model an account serves,
+# OpenAI or not. Field stems follow Metricbeat's rule, then the renames of Elastic's azure_ai_foundry
+# pipeline (§2.4, §2.5), applied to every aggregation alike.
+
+FOUNDRY_RENAMES = {
+    "time_toresponse": "time_to_response",
+    "normalized_time_tofirst_token": "normalized_time_to_first_token",
+    "time_tolast_byte": "time_to_last_byte",
+}
+
+
+def foundry_field(name: str) -> str:
+    """Document field stem of a Models metric: Metricbeat's key after the integration's renames."""
+    key = manage_property_name(name)
+    return FOUNDRY_RENAMES.get(key, key)
+
+
+MODEL_REQUEST_DIMENSIONS = REQUEST_DIMENSIONS
+MODEL_REQUEST_DIMENSIONS_ALL = REQUEST_DIMENSIONS_ALL
+MODEL_LATENCY_DIMENSIONS = tuple(d for d in REQUEST_DIMENSIONS if d != "StatusCode")
+MODEL_USAGE_DIMENSIONS = ("ApiName", "Region", "ModelDeploymentName", "ModelName", "ModelVersion")
+MODEL_DEPLOYMENT_DIMENSIONS = ("Region", "ModelDeploymentName", "ModelName", "ModelVersion")
+MODEL_CONTEXT_DIMENSIONS = (*MODEL_USAGE_DIMENSIONS, "ContextLength")
+
+
+def _model(name: str, unit: str, aggregations: tuple[str, ...], dims: tuple[str, ...], official: bool) -> MetricSpec:
+    return MetricSpec(name, foundry_field(name), unit, aggregations, dims, official)
+
+
+FOUNDRY_METRICS: tuple[MetricSpec, ...] = (
+    _model("ModelAvailabilityRate", "Percent", STATS, MODEL_DEPLOYMENT_DIMENSIONS, True),
+    _model("ModelRequests", "Count", TOTAL, MODEL_REQUEST_DIMENSIONS_ALL, True),
+    _model("NormalizedTimeBetweenTokens", "MilliSeconds", STATS, MODEL_LATENCY_DIMENSIONS, True),
+    _model("NormalizedTimeToFirstToken", "MilliSeconds", STATS, MODEL_LATENCY_DIMENSIONS, True),
+    _model("TimeToLastByte", "MilliSeconds", STATS, MODEL_LATENCY_DIMENSIONS, True),
+    _model("TimeToResponse", "MilliSeconds", STATS, MODEL_REQUEST_DIMENSIONS, True),
+    _model("TokensPerSecond", "Count", STATS, MODEL_LATENCY_DIMENSIONS, True),
+    _model("InputTokens", "Count", TOTAL, MODEL_USAGE_DIMENSIONS, True),
+    _model("OutputTokens", "Count", TOTAL, MODEL_USAGE_DIMENSIONS, True),
+    _model("TotalTokens", "Count", TOTAL, MODEL_USAGE_DIMENSIONS, True),
+    _model("ProvisionedUtilization", "Percent", STATS, MODEL_DEPLOYMENT_DIMENSIONS, True),
+    _model("AnnotatedPages", "Count", TOTAL, MODEL_USAGE_DIMENSIONS, False),
+    _model("GeneratedImages", "Count", TOTAL, MODEL_USAGE_DIMENSIONS, False),
+    _model("TotalPages", "Count", TOTAL, MODEL_USAGE_DIMENSIONS, False),
+    _model("AudioInputTokens", "Count", TOTAL, MODEL_DEPLOYMENT_DIMENSIONS, False),
+    _model("AudioOutputTokens", "Count", TOTAL, MODEL_DEPLOYMENT_DIMENSIONS, False),
+    _model("cacheReadInputTokens", "Count", TOTAL, MODEL_CONTEXT_DIMENSIONS, False),
+    _model("ephemeral1hInputTokens", "Count", TOTAL, MODEL_CONTEXT_DIMENSIONS, False),
+    _model("ephemeral5mInputTokens", "Count", TOTAL, MODEL_CONTEXT_DIMENSIONS, False),
+)
+FOUNDRY_METRICS_BY_NAME: dict[str, MetricSpec] = {m.name: m for m in FOUNDRY_METRICS}
+
+
+def _foundry(
+    name: str, metrics: tuple[str, ...], aggregations: tuple[str, ...], dims: tuple[str, ...] | None = None
+) -> MetricGroup:
+    return _group(name, metrics, aggregations, dims, FOUNDRY_METRICS_BY_NAME)
+
+
+# Elastic's groups M1–M4 (§1.3), each metric with every aggregation it offers; groups sharing a
+# dimension set form one family and so share documents, as Metricbeat's do.
+FOUNDRY_GROUPS: tuple[MetricGroup, ...] = (
+    _foundry("models_availability", ("ModelAvailabilityRate", "ProvisionedUtilization"), STATS),  # M1
+    # Split by Elastic's eight dimensions (not IsSpillover/ServiceTier*) so that requests and
+    # time_to_response share one document, as in the integration's data.
+    _foundry("models_requests", ("ModelRequests",), TOTAL, MODEL_REQUEST_DIMENSIONS),  # M2
+    _foundry("models_time_to_response", ("TimeToResponse",), STATS),  # M2
+    _foundry(
+        "models_latency",
+        ("NormalizedTimeBetweenTokens", "NormalizedTimeToFirstToken", "TimeToLastByte", "TokensPerSecond"),
+        STATS,
+    ),  # M3
+    _foundry(
+        "models_tokens",
+        ("InputTokens", "OutputTokens", "TotalTokens", "AnnotatedPages", "GeneratedImages", "TotalPages"),
+        TOTAL,
+    ),  # M4 and the usage metrics of the same dimensions
+    _foundry("models_audio_tokens", ("AudioInputTokens", "AudioOutputTokens"), TOTAL),
+    _foundry(
+        "models_context_tokens", ("cacheReadInputTokens", "ephemeral1hInputTokens", "ephemeral5mInputTokens"), TOTAL
+    ),
+)
+
+
+# Every dimension of every catalogue: the canonical casing of names Azure returns lower-cased.
+ALL_DIMENSIONS: tuple[str, ...] = tuple(sorted({d for m in (*METRICS, *FOUNDRY_METRICS) for d in m.dimensions}))
 _CANONICAL_DIMENSIONS: dict[str, str] = {d.lower(): d for d in ALL_DIMENSIONS}
 
-
-def field_name(metric: MetricSpec, aggregation: str) -> str:
-    """Full document field of one metric aggregate, e.g. `azure.open_ai.requests.total`."""
-    return f"azure.open_ai.{metric.field}.{AGGREGATION_SUFFIX[aggregation]}"
-
-
-def all_fields() -> dict[str, str]:
-    """Every metric field the catalogue can produce → its Elasticsearch type."""
-    return {field_name(m, a): m.es_type(a) for m in METRICS for a in m.aggregations}
+# Every catalogued metric of the `Microsoft.CognitiveServices/accounts` namespace (both families).
+ACCOUNT_METRICS: tuple[MetricSpec, ...] = (*METRICS, *FOUNDRY_METRICS)
+ACCOUNT_METRICS_BY_NAME: dict[str, MetricSpec] = {m.name: m for m in ACCOUNT_METRICS}
+ACCOUNT_METRICS_BY_LOWER_NAME: dict[str, MetricSpec] = {m.name.lower(): m for m in ACCOUNT_METRICS}

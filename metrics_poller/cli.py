@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, TextIO
 
-from metrics_poller import __version__, config
+from metrics_poller import __version__, config, datasets
 from metrics_poller.cycle import CycleReport, Unreachable
 from metrics_poller.discovery import DiscoveryError
 
@@ -263,7 +263,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
             client = build_client(cfg.elasticsearch)
             try:
-                for line in await check_access(client, cfg.elasticsearch):
+                for line in await check_access(client, cfg.elasticsearch, datasets.select(cfg.datasets)):
                     print(line)
             except Exception as exc:
                 from metrics_poller.sinks import RefusedByConfiguration
@@ -287,7 +287,7 @@ def cmd_setup(args: argparse.Namespace) -> int:
 
         client = build_client(cfg.elasticsearch)
         try:
-            for line in await setup(client, cfg.elasticsearch):
+            for line in await setup(client, cfg.elasticsearch, datasets.select(cfg.datasets)):
                 print(line)
             for line in await setup_inventory(client, cfg.elasticsearch) if cfg.inventory.enabled else ():
                 print(line)

@@ -23,7 +23,7 @@ from pydantic import (
     model_validator,
 )
 
-from metrics_poller.catalog import GROUPS_BY_NAME
+from metrics_poller import datasets as known_datasets
 
 ENV_PREFIX = "METRICS_POLLER__"
 CONFIG_ENV = "METRICS_POLLER_CONFIG"
@@ -155,9 +155,10 @@ class Azure(_Strict):
     @field_validator("metric_groups")
     @classmethod
     def _groups(cls, values: list[str]) -> list[str]:
-        unknown = [v for v in values if v not in GROUPS_BY_NAME]
+        names = [g.name for d in known_datasets.DATASETS for g in d.groups]
+        unknown = [v for v in values if v not in names]
         if unknown:
-            raise ValueError(f"unknown metric group {unknown[0]!r}; expected some of {', '.join(GROUPS_BY_NAME)}")
+            raise ValueError(f"unknown metric group {unknown[0]!r}; expected some of {', '.join(names)}")
         return values
 
     @field_validator("ca_bundle")
@@ -252,7 +253,8 @@ class Elasticsearch(_Strict):
 
     @property
     def data_stream(self) -> str:
-        return f"metrics-azure.open_ai-{self.namespace}"
+        """The `azure.open_ai` data stream; every dataset's is `Dataset.data_stream(namespace)`."""
+        return known_datasets.OPEN_AI.data_stream(self.namespace)
 
 
 class Ndjson(_Strict):
@@ -302,6 +304,8 @@ class Logging(_Strict):
 
 
 class Config(_Strict):
+    # The Elastic datasets to write (datasets.py); the preview agent metrics are opt-in.
+    datasets: list[str] = Field(default_factory=lambda: list(known_datasets.DEFAULT_NAMES))
     period: PositiveInt = 300
     timegrain: Literal["PT1M", "PT5M", "PT15M", "PT30M", "PT1H"] = "PT1M"
     latency: Annotated[int, Field(ge=0, le=86400)] = 240
@@ -330,8 +334,31 @@ class Config(_Strict):
             )
         return value
 
+    @field_validator("datasets")
+    @classmethod
+    def _datasets(cls, values: list[str]) -> list[str]:
+        known = ", ".join(known_datasets.BY_NAME)
+        unknown = [v for v in values if v not in known_datasets.BY_NAME]
+        if unknown:
+            raise ValueError(f"unknown dataset {unknown[0]!r}; expected some of {known}")
+        if not values:
+            raise ValueError(f"expected at least one of {known}")
+        return list(dict.fromkeys(values))
+
     @model_validator(mode="after")
     def _consistent(self) -> Config:
+        if self.azure.metric_groups:
+            # Datasets none of whose groups are listed: an error when `datasets` names them, dropped
+            # when they are only there by default (a configuration written before datasets existed).
+            wanted = set(self.azure.metric_groups)
+            unused = [d for d in known_datasets.select(self.datasets) if not {g.name for g in d.groups} & wanted]
+            if unused and "datasets" in self.model_fields_set:
+                dataset = unused[0]
+                raise ValueError(
+                    f"datasets: {dataset.name} is selected but azure.metric_groups names none of its groups "
+                    f"({', '.join(g.name for g in dataset.groups)}); add some, or remove it from datasets"
+                )
+            object.__setattr__(self, "datasets", [d for d in self.datasets if d not in {u.name for u in unused}])
         if self.output is None:
             configured = "elasticsearch" in self.model_fields_set
             object.__setattr__(self, "output", "elasticsearch" if configured else "ndjson")

@@ -1,6 +1,6 @@
 """One cycle end to end: discover → plan → fetch → shape → write → commit cursors.
 
-Work is streamed unit by unit (≤ 50 accounts × one family of request groups), so memory stays bounded
+Work is streamed unit by unit (≤ 50 resources × one family of one dataset's request groups), so memory stays bounded
 by the number of units in flight, not by the number of accounts. A cursor moves only over windows
 whose every document Elasticsearch acknowledged (created or already present).
 """
@@ -16,9 +16,10 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from metrics_poller import __version__, telemetry
-from metrics_poller.catalog import select_groups
+from metrics_poller import __version__, datasets, telemetry
+from metrics_poller.catalog import MetricGroup, select_groups
 from metrics_poller.config import Config
+from metrics_poller.datasets import Dataset
 from metrics_poller.discovery import DiscoveryError
 from metrics_poller.inventory_cycle import Inventory, Readings
 from metrics_poller.model import Account, Document, Failure, MetricDefinition, Outcome
@@ -49,6 +50,7 @@ class CycleReport:
     queries: int = 0
     azure_calls: int = 0
     documents: Counter[str] = field(default_factory=Counter)
+    stored_by_dataset: Counter[str] = field(default_factory=Counter)  # created or already present
     failures: list[Failure] = field(default_factory=list)
     gaps: list[Gap] = field(default_factory=list)
     totals: Counter[str] = field(default_factory=Counter)
@@ -128,7 +130,11 @@ class Poller:
         self.shard_index = shard_index
         self.clock = clock
         self.monotonic = monotonic
-        self.groups = select_groups(cfg.azure.metric_groups)
+        self.datasets: list[tuple[Dataset, tuple[MetricGroup, ...]]] = [
+            (dataset, groups)
+            for dataset in datasets.select(cfg.datasets)
+            if (groups := select_groups(cfg.azure.metric_groups, dataset.groups))
+        ]
         self.cursors: dict[CursorKey, datetime] | None = None
         self.extra_closers: list[Callable[[], Awaitable[object]]] = []
         self.context = DocumentContext(
@@ -210,16 +216,21 @@ class Poller:
             cursors = override_cursors
 
         definitions = await self._definitions(accounts, report)
-        work = plan(accounts, self.groups, definitions, cursors, now, settings or settings_from(self.cfg))
-        report.units = len(work.units)
-        report.queries = work.query_count
-        report.gaps.extend(work.gaps)
-        for gap in work.gaps:
+        units: list[WorkUnit] = []
+        for dataset, groups in self.datasets:
+            resources = [a for a in accounts if a.type.lower() == dataset.resource_type.lower()]
+            work = plan(dataset, resources, groups, definitions, cursors, now, settings or settings_from(self.cfg))
+            units.extend(work.units)
+            report.queries += work.query_count
+            report.gaps.extend(work.gaps)
+        report.units = len(units)
+        for gap in report.gaps:
             log.warning(
-                "skipping %s to %s for %s (%s): older than max_backfill",
+                "skipping %s to %s for %s (%s %s): older than max_backfill",
                 gap.start.isoformat(),
                 gap.end.isoformat(),
                 gap.account_key,
+                gap.dataset,
                 ",".join(gap.groups),
             )
 
@@ -238,13 +249,13 @@ class Poller:
             for key, end in advanced.items():
                 account_key = shared_keys.setdefault(key, key)
                 for group in unit.groups:
-                    changes[(account_key, group.name)] = end
+                    changes[(account_key, unit.dataset.name, group.name)] = end
             done += 1
             if progress is not None:
-                progress(done, len(work.units))
+                progress(done, len(units))
 
         try:
-            await asyncio.gather(*(run(u) for u in work.units))
+            await asyncio.gather(*(run(u) for u in units))
         finally:
             # Also on cancellation (SIGTERM): every change recorded so far was acknowledged by the sink.
             if override_cursors is None and changes:
@@ -275,13 +286,15 @@ class Poller:
 
     async def _definitions(
         self, accounts: Sequence[Account], report: CycleReport
-    ) -> dict[tuple[str, str], Mapping[str, MetricDefinition] | None]:
-        """Metric definitions per (subscription, region), read from one of its accounts (cached by the fetcher)."""
-        regions: dict[tuple[str, str], list[Account]] = {}
+    ) -> dict[tuple[str, str, str], Mapping[str, MetricDefinition] | None]:
+        """Metric definitions per (subscription, region, resource type), read from one of its
+        resources (cached by the fetcher)."""
+        regions: dict[tuple[str, str, str], list[Account]] = {}
         for account in accounts:
-            regions.setdefault((account.subscription_id.lower(), account.location.lower()), []).append(account)
+            key = (account.subscription_id.lower(), account.location.lower(), account.type.lower())
+            regions.setdefault(key, []).append(account)
 
-        async def read(key: tuple[str, str], members: list[Account]) -> tuple[tuple[str, str], object]:
+        async def read(key: tuple[str, str, str], members: list[Account]) -> tuple[tuple[str, str, str], object]:
             reason = "no account to read definitions from"
             for account in members[:DEFINITION_ATTEMPTS]:
                 try:
@@ -291,7 +304,7 @@ class Poller:
             return key, Failure("region", f"{key[0]}/{key[1]}", f"metric definitions unavailable: {reason}")
 
         results = await asyncio.gather(*(read(k, m) for k, m in regions.items()))
-        out: dict[tuple[str, str], Mapping[str, MetricDefinition] | None] = {}
+        out: dict[tuple[str, str, str], Mapping[str, MetricDefinition] | None] = {}
         for key, value in results:
             if isinstance(value, Failure):
                 report.failures.append(value)
@@ -321,9 +334,9 @@ class Poller:
                 failed.update(result.failed)
                 series.extend(result.series)
             series = [s for s in series if s.account.key not in failed]
-            documents = shape(series, self.context)
+            documents = shape(series, self.context, unit.dataset)
             outcomes = await self.sink.write(documents) if documents else []
-            unstored = self._account_outcomes(documents, outcomes, report, collect_totals)
+            unstored = self._account_outcomes(unit.dataset, documents, outcomes, report, collect_totals)
             stored_accounts: set[str] = set()
             for account in unit.accounts:
                 if account.key in blocked:
@@ -345,6 +358,7 @@ class Poller:
 
     def _account_outcomes(
         self,
+        dataset: Dataset,
         documents: Sequence[Document],
         outcomes: Sequence[Outcome],
         report: CycleReport,
@@ -356,8 +370,10 @@ class Poller:
             telemetry.DOCUMENTS.labels(outcome=outcome.value).inc()
             if not outcome.stored:
                 unstored.setdefault(document.account_key, f"{outcome.value} documents not stored")
-            elif collect_totals:
-                _add_totals(report.totals, document.source)
+                continue
+            report.stored_by_dataset[dataset.name] += 1
+            if collect_totals:
+                _add_totals(report.totals, dataset, document.source)
         return unstored
 
     @staticmethod
@@ -372,17 +388,21 @@ class Poller:
 
 
 def _group_names(unit: WorkUnit) -> str:
-    return ",".join(dict.fromkeys(g.name for g in unit.groups))
+    names = ",".join(dict.fromkeys(g.name for g in unit.groups))
+    return f"{unit.dataset.name} {names}"
 
 
-def _add_totals(totals: Counter[str], source: Mapping[str, object]) -> None:
-    azure = source.get("azure")
-    metrics = azure.get("open_ai") if isinstance(azure, dict) else None
+def _add_totals(totals: Counter[str], dataset: Dataset, source: Mapping[str, object]) -> None:
+    """Sum each `.total` into `totals` under `<metric object>.<field>` (e.g. `open_ai.requests`)."""
+    metrics: object = source
+    for part in ("azure", *dataset.metric_object):
+        metrics = metrics.get(part) if isinstance(metrics, dict) else None
     if not isinstance(metrics, dict):
         return
+    prefix = ".".join(dataset.metric_object)
     for name, aggregates in metrics.items():
         if isinstance(aggregates, dict) and isinstance(aggregates.get("total"), (int, float)):
-            totals[name] += aggregates["total"]
+            totals[f"{prefix}.{name}"] += aggregates["total"]
 
 
 def _one_line(exc: BaseException) -> str:

@@ -79,6 +79,8 @@ def _print_summary(report: CycleReport, calls: Counter[str], output: Path) -> No
     print("azure calls: " + ", ".join(f"{route} {n}" for route, n in sorted(calls.items())))
     stored = sum(report.documents.values())
     print(f"documents: {stored} written to {output}")
+    for dataset, count in sorted(report.stored_by_dataset.items()):
+        print(f"  {dataset:<36} {count:>16,}")
     inventory = sum(report.inventory_documents.values())
     print(
         f"inventory: {inventory} documents (deployments and quotas of {report.inventory_accounts} accounts, "
@@ -87,7 +89,7 @@ def _print_summary(report: CycleReport, calls: Counter[str], output: Path) -> No
     if report.totals:
         print("totals per metric (sum of .total over the window):")
         for name, total in sorted(report.totals.items()):
-            print(f"  {name:<36} {total:>16,.2f}" if total % 1 else f"  {name:<36} {total:>16,.0f}")
+            print(f"  {name:<46} {total:>16,.2f}" if total % 1 else f"  {name:<46} {total:>16,.0f}")
     if not report.ok:
         for failure in report.failures[:10]:
             print(f"  failed {failure.scope} {failure.target}: {failure.reason}")

@@ -44,7 +44,7 @@ from metrics_poller.azure_json import (
     parse_resource_metrics,
     resource_id_of,
 )
-from metrics_poller.catalog import AGGREGATION_KEY, NAMESPACE, canonical_dimension
+from metrics_poller.catalog import AGGREGATION_KEY, canonical_dimension
 from metrics_poller.credentials import client_kwargs, secret_values
 from metrics_poller.model import (
     Account,
@@ -559,6 +559,7 @@ _ERRORS_BY_STATUS: dict[int, type[HttpResponseError]] = {
 
 
 def batch_request(
+    namespace: str,
     subscription_id: str,
     resource_ids: Sequence[str],
     metric_names: Sequence[str],
@@ -576,7 +577,7 @@ def batch_request(
         ("starttime", _batch_time(window_start)),
         ("endtime", _batch_time(window_end)),
         ("interval", interval),
-        ("metricnamespace", NAMESPACE),
+        ("metricnamespace", namespace),
     ]
     query = urlencode(params, quote_via=quote, safe="")
     # Azure splits `metricnames` on raw commas; a comma inside a name is sent as "%2" (as the SDK does).
@@ -683,8 +684,8 @@ class Fetcher:
         self._metrics_clients: dict[str, MetricsClient] = {}
         self._monitor_clients: dict[str, MonitorManagementClient] = {}
         self._arm_only: set[str] = set()  # subscriptions where getBatch was refused (auto mode)
-        self._definitions: dict[tuple[str, str], _Definitions] = {}
-        self._inflight: dict[tuple[str, str], asyncio.Future[dict[str, MetricDefinition]]] = {}
+        self._definitions: dict[tuple[str, str, str], _Definitions] = {}
+        self._inflight: dict[tuple[str, str, str], asyncio.Future[dict[str, MetricDefinition]]] = {}
 
     # ------------------------------------------------------------------------------------- clients
 
@@ -728,9 +729,10 @@ class Fetcher:
     async def definitions(
         self, account: Account, *, deadline: float | None = None
     ) -> dict[str, MetricDefinition]:
-        """metricDefinitions of `account`'s (subscription, region), read at most once per
-        `definitions_refresh`; concurrent callers share one request. Raises `DefinitionsError`."""
-        key = (account.subscription_id.lower(), account.location.lower())
+        """metricDefinitions of `account`'s (subscription, region, resource type), read at most once per
+        `definitions_refresh`; concurrent callers share one request. Raises `DefinitionsError`.
+        The metric namespace asked for is the account's resource type (equal for Cognitive Services)."""
+        key = (account.subscription_id.lower(), account.location.lower(), account.type.lower())
         cached = self._definitions.get(key)
         if cached is not None and cached.expires > self._clock():
             if cached.value is None:
@@ -744,21 +746,21 @@ class Fetcher:
         # Shielded: one cancelled caller must not cancel the read the others are waiting on.
         return dict(await asyncio.shield(future))
 
-    def _forget_inflight(self, key: tuple[str, str], done: asyncio.Future[Any]) -> None:
+    def _forget_inflight(self, key: tuple[str, str, str], done: asyncio.Future[Any]) -> None:
         if self._inflight.get(key) is done:
             del self._inflight[key]
         if not done.cancelled():
             done.exception()  # retrieved here so an unawaited failure is never logged as lost
 
     async def _read_definitions(
-        self, key: tuple[str, str], account: Account, deadline: float | None
+        self, key: tuple[str, str, str], account: Account, deadline: float | None
     ) -> dict[str, MetricDefinition]:
         client = self._monitor_client(account.subscription_id)
         budget = deadline if deadline is not None else self._clock() + self._default_budget()
 
         async def call(capture: Capture) -> None:
             pager = client.metric_definitions.list(
-                account.id.lstrip("/"), metricnamespace=NAMESPACE, **capture.hooks()
+                account.id.lstrip("/"), metricnamespace=account.type, **capture.hooks()
             )
             async for _ in pager:
                 pass  # the raw pages are parsed instead of the SDK model
@@ -845,6 +847,7 @@ class Fetcher:
         ids = [a.id for a in accounts]
 
         request = batch_request(
+            query.namespace,
             query.subscription_id,
             ids,
             group.metric_names,
@@ -941,7 +944,7 @@ class Fetcher:
                 top=top if flt else None,
                 orderby=order_by(group.aggregations),
                 filter=flt,
-                metricnamespace=NAMESPACE,
+                metricnamespace=query.namespace,
                 **capture.hooks(),
             )
 

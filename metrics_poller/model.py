@@ -59,6 +59,7 @@ class Query:
     group: MetricGroup
     window: Window
     top: int
+    namespace: str = ACCOUNT_TYPE  # the metric namespace of the accounts' resource type
 
 
 class Point(msgspec.Struct, frozen=True, gc=False, rename={"timestamp": "timeStamp"}):
@@ -124,7 +125,7 @@ class Outcome(StrEnum):
 
 
 class Document(msgspec.Struct, frozen=True, gc=False):
-    """One Elasticsearch document with its deterministic `_id` and the cursor units it belongs to.
+    """One Elasticsearch document with its deterministic `_id`, its dataset and the cursor units it belongs to.
 
     `body` is the source as compact JSON, exactly as it is stored: shaping writes it once and every
     sink sends those bytes unchanged. Untracked by the cyclic GC: it holds only strings and bytes.
@@ -134,6 +135,7 @@ class Document(msgspec.Struct, frozen=True, gc=False):
     body: bytes
     account_key: str
     groups: frozenset[str]
+    dataset: str = "azure.open_ai"  # names the data stream it goes to: `metrics-<dataset>-<namespace>`
 
     @property
     def source(self) -> dict[str, Any]:

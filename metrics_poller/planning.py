@@ -1,10 +1,10 @@
 """Accounts × catalogue × cursors → units of work (pure).
 
-A unit is ≤ 50 accounts of one (subscription, region) that share one window, and one *family* of
-request groups: groups whose (pruned) dimension sets are identical. A family's documents share keys
-(`_id` = account, grain, timestamp, fingerprint), and a stored document can never be amended, so a
-family is fetched, written and committed as one: either all of its metrics reach a document's first
-write, or none do and the window is fetched again.
+A unit is ≤ 50 resources of one dataset and (subscription, region) that share one window, and one
+*family* of the dataset's request groups: groups whose (pruned) dimension sets are identical. A
+family's documents share keys (`_id` = account, grain, timestamp, fingerprint), and a stored
+document can never be amended, so a family is fetched, written and committed as one: either all of
+its metrics reach a document's first write, or none do and the window is fetched again.
 """
 
 from __future__ import annotations
@@ -16,13 +16,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from metrics_poller.catalog import MetricGroup
+from metrics_poller.datasets import Dataset
 from metrics_poller.model import Account, MetricDefinition, Query, Window
 from metrics_poller.windows import plan_span, split_span
 
 BATCH_LIMIT = 50  # getBatch accepts at most 50 resource ids per call
 NAMES_LIMIT = 20  # and at most 20 metric names
 
-CursorKey = tuple[str, str]  # (account key, group name)
+CursorKey = tuple[str, str, str]  # (account key, dataset name, group name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +38,7 @@ class Settings:
 
 @dataclass(frozen=True, slots=True)
 class WorkUnit:
+    dataset: Dataset
     subscription_id: str
     region: str
     accounts: tuple[Account, ...]
@@ -46,7 +48,8 @@ class WorkUnit:
 
     def queries(self, window: Window) -> list[Query]:
         return [
-            Query(self.subscription_id, self.region, self.accounts, group, window, self.top) for group in self.groups
+            Query(self.subscription_id, self.region, self.accounts, group, window, self.top, self.dataset.namespace)
+            for group in self.groups
         ]
 
 
@@ -55,6 +58,7 @@ class Gap:
     """A range older than `max_backfill` that will never be fetched for these cursors."""
 
     account_key: str
+    dataset: str
     groups: tuple[str, ...]
     start: datetime
     end: datetime
@@ -102,28 +106,30 @@ def shard_of(account: Account, count: int) -> int:
 
 
 def family_cursor(
-    account_key: str, family: Sequence[MetricGroup], cursors: Mapping[CursorKey, datetime]
+    account_key: str, dataset: str, family: Sequence[MetricGroup], cursors: Mapping[CursorKey, datetime]
 ) -> datetime | None:
     """The oldest cursor of the family's members; members without one join the family where it is."""
-    known = [cursors[(account_key, g.name)] for g in family if (account_key, g.name) in cursors]
+    keys = [(account_key, dataset, g.name) for g in family]
+    known = [cursors[key] for key in keys if key in cursors]
     return min(known) if known else None
 
 
 def plan(
+    dataset: Dataset,
     accounts: Sequence[Account],
     groups: Sequence[MetricGroup],
-    definitions: Mapping[tuple[str, str], Mapping[str, MetricDefinition] | None],
+    definitions: Mapping[tuple[str, str, str], Mapping[str, MetricDefinition] | None],
     cursors: Mapping[CursorKey, datetime],
     now: datetime,
     settings: Settings,
 ) -> Plan:
-    """Every unit of work for one cycle. Accounts whose (subscription, region) has no entry in
-    `definitions` are left out (their definitions could not be read; the caller reports it)."""
+    """Every unit of work of one dataset for one cycle. Accounts whose (subscription, region, type) has
+    no entry in `definitions` are left out (their definitions could not be read; the caller reports it)."""
     buckets: dict[tuple[str, str, tuple[str, ...], datetime, datetime], list[Account]] = defaultdict(list)
     family_by_names: dict[tuple[str, ...], tuple[MetricGroup, ...]] = {}
     gaps: list[Gap] = []
     for account in sorted(accounts, key=lambda a: a.key):
-        region_key = (account.subscription_id.lower(), account.location.lower())
+        region_key = (account.subscription_id.lower(), account.location.lower(), account.type.lower())
         if region_key not in definitions:
             continue
         pruned = [p for g in groups if (p := prune_group(g, definitions[region_key])) is not None]
@@ -131,7 +137,7 @@ def plan(
             names = tuple(g.name for g in family)
             family_by_names[names] = family
             span = plan_span(
-                family_cursor(account.key, family, cursors),
+                family_cursor(account.key, dataset.name, family, cursors),
                 now,
                 grain=settings.grain,
                 latency=settings.latency,
@@ -139,7 +145,7 @@ def plan(
                 max_backfill=settings.max_backfill,
             )
             if span.skipped:
-                gaps.append(Gap(account.key, names, *span.skipped))
+                gaps.append(Gap(account.key, dataset.name, names, *span.skipped))
             if span.empty:
                 continue
             buckets[(account.subscription_id, account.location.lower(), names, span.start, span.end)].append(account)
@@ -149,7 +155,9 @@ def plan(
         windows = tuple(Window(s, e, settings.grain) for s, e in split_span(start, end, settings.step, settings.grain))
         family = family_by_names[names]
         for chunk in _chunks(members, BATCH_LIMIT):
-            units.append(WorkUnit(subscription, region, tuple(chunk), _split_names(family), windows, settings.top))
+            units.append(
+                WorkUnit(dataset, subscription, region, tuple(chunk), _split_names(family), windows, settings.top)
+            )
     return Plan(tuple(units), tuple(gaps))
 
 

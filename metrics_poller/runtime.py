@@ -64,11 +64,12 @@ async def create_poller(
         es_client = build_client(cfg.elasticsearch)
     if sink is None:
         if cfg.output == "elasticsearch":
+            from metrics_poller import datasets
             from metrics_poller.sinks.elasticsearch import ensure_templates, preflight
 
             try:
                 await preflight(es_client, cfg.elasticsearch)
-                await ensure_templates(es_client, cfg.elasticsearch)
+                await ensure_templates(es_client, cfg.elasticsearch, datasets.select(cfg.datasets))
             except BaseException:
                 await es_client.close()
                 await credential.close()

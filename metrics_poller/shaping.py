@@ -1,14 +1,16 @@
 """Series → Elasticsearch documents: the only module that knows the document layout.
 
-The layout is `shared/reference/elastic-compat.md`: documents in the final form Elastic's azure_openai
-integration stores, one per (bucket, account, dimension map, time grain) holding every metric aggregate
-that shares that key (§6), with `azure.dimensions.fingerprint` computed exactly as Elasticsearch's
-`fingerprint` ingest processor would (§8) and integral values written as JSON integers (§9).
+The layout is `shared/reference/elastic-compat.md` (and `foundry.md` for the Foundry datasets):
+documents in the final form the dataset's Elastic integration stores, one per (bucket, account,
+dimension map, time grain) holding every metric aggregate that shares that key (§6), with
+`azure.dimensions.fingerprint` computed exactly as Elasticsearch's `fingerprint` ingest processor would
+(§8) and integral values written as JSON integers (§9).
 
-Documents are written straight to their final bytes (`Document.body`), every object's keys in
-ascending order, so equal documents are equal bytes. What a document shares with others of the same
-account and dimension map (resource, dimensions with fingerprint, constant blocks) is encoded once per
-call; per document only `@timestamp`, `azure.open_ai` and the `_id` are made.
+Documents are written straight to their final bytes (`Document.body`), every object's keys in ascending
+order, so equal documents are equal bytes. What a document shares with others of the same account and
+dimension map (resource, dimensions with fingerprint, constant blocks) is encoded once per call; per
+document only `@timestamp`, the metric object (`azure.open_ai`, `azure.ai_foundry`, ...) and the `_id`
+are made. Where the values sit, and how they are scaled, is the dataset's declaration.
 """
 
 from __future__ import annotations
@@ -27,18 +29,10 @@ from typing import TypeVar
 
 import orjson
 
-from metrics_poller.catalog import (
-    AGGREGATION_KEY,
-    AGGREGATION_SUFFIX,
-    METRICS_BY_LOWER_NAME,
-    METRICS_BY_NAME,
-    NAMESPACE,
-    dimension_key,
-    manage_property_name,
-)
+from metrics_poller.catalog import AGGREGATION_KEY, AGGREGATION_SUFFIX, dimension_key, manage_property_name
+from metrics_poller.datasets import OPEN_AI, Dataset
 from metrics_poller.model import Document, Series
 
-DATASET = "azure.open_ai"
 T = TypeVar("T")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MILLISECOND = timedelta(milliseconds=1)
@@ -214,19 +208,20 @@ class DocumentContext:
 @dataclass(slots=True)
 class _Static:
     """What every document of one (account, time grain, dimension map) shares: the document's bytes
-    around `@timestamp` and `azure.open_ai`, and the `_id` digest state of the per-series part."""
+    around `@timestamp` and the metric object, and the `_id` digest state of the per-series part."""
 
     account_key: str
-    before_open_ai: bytes  # from the end of `@timestamp`'s value up to `"open_ai":`
-    after_open_ai: bytes  # from the end of `azure.open_ai` to the end of the document
+    before_metrics: bytes  # from the end of `@timestamp`'s value up to the metric object's value
+    after_metrics: bytes  # from the end of the metric object to the end of the document
     id_prefix: hashlib.blake2b
 
 
 @dataclass(slots=True)
 class _AccountParts:
-    """Per (account, time grain): the bytes after `azure.open_ai`, and the `_id` digest state."""
+    """Per (account, time grain): its `azure.*` members, what closes the document, the `_id` state."""
 
-    after_open_ai: bytes
+    entries: tuple[tuple[str, bytes], ...]  # `azure` members as (key, `"key":value` bytes)
+    closing: bytes  # `},"cloud":{...},...}`: ends `azure` and the document
     id_prefix: hashlib.blake2b  # over `account ␟ timegrain ␟`
 
 
@@ -243,7 +238,7 @@ class _Pending:
 
     static: _Static
     stamp: _Stamp
-    open_ai: dict[str, dict[str, int | float]]  # field stem → suffix → value (unordered)
+    metrics: dict[str, dict[str, int | float]]  # field stem → suffix → value (unordered)
     groups: frozenset[str]  # replaced (never mutated): usually the shared one-group set
 
 
@@ -252,14 +247,16 @@ _SUFFIX_BY_KEY = {AGGREGATION_KEY[name]: suffix for name, suffix in AGGREGATION_
 
 
 @cache
-def _columns(metric: str, keys: tuple[str, ...]) -> tuple[tuple[str, str, str], ...]:
-    """(response key, field stem, suffix) for each key read; unknown metrics use Metricbeat's rule."""
-    spec = METRICS_BY_NAME.get(metric) or METRICS_BY_LOWER_NAME.get(metric.lower())
+def _columns(dataset: Dataset, metric: str, keys: tuple[str, ...]) -> tuple[tuple[str, str, str, int], ...]:
+    """(response key, field stem, suffix, divisor) for each key read; unknown metrics use Metricbeat's
+    rule and are written as Azure sent them."""
+    spec = dataset.by_lower_name.get(metric.lower())
     stem = spec.field if spec else manage_property_name(metric)
-    return tuple((key, stem, _SUFFIX_BY_KEY[key]) for key in keys if key in _SUFFIX_BY_KEY)
+    divisor = dataset.divisor(spec) if spec else 1
+    return tuple((key, stem, _SUFFIX_BY_KEY[key], divisor) for key in keys if key in _SUFFIX_BY_KEY)
 
 
-def shape(series: Iterable[Series], context: DocumentContext) -> list[Document]:
+def shape(series: Iterable[Series], context: DocumentContext, dataset: Dataset = OPEN_AI) -> list[Document]:
     """Merge series into documents: one per (bucket, account, dimension map, time grain).
 
     Documents come out in order of first appearance. A document gets only finite values; one left
@@ -271,11 +268,11 @@ def shape(series: Iterable[Series], context: DocumentContext) -> list[Document]:
         # The work is a separate call so that its temporaries (one `_Pending` and one dict per
         # document) are freed while the collector is still paused; otherwise the first collection
         # after the pause would scan them all once more, just before they die.
-        return _shape(series, context)
+        return _shape(series, context, dataset)
 
 
-def _shape(series: Iterable[Series], context: DocumentContext) -> list[Document]:
-    constant = _constant_parts(context)
+def _shape(series: Iterable[Series], context: DocumentContext, dataset: Dataset) -> list[Document]:
+    constant = _constant_parts(context, dataset)
     accounts: dict[tuple[str, str], _AccountParts] = {}
     statics: dict[tuple[str, str, tuple[tuple[str, str], ...]], _Static] = {}
     # Dimension maps recur across the accounts of a call (same deployments, status codes, region):
@@ -294,8 +291,8 @@ def _shape(series: Iterable[Series], context: DocumentContext) -> list[Document]
         static = seen.get(fast_key)
         if static is None:
             static = seen[fast_key] = _static_for(one, account_key, items, statics, accounts, blocks, constant)
-        _gather(one, static, pending, stamps)
-    return _finish(pending.values())
+        _gather(one, static, pending, stamps, dataset)
+    return _finish(pending.values(), dataset.name)
 
 
 @contextmanager
@@ -321,21 +318,24 @@ def _gather(
     static: _Static,
     pending: dict[tuple[int, int], _Pending],
     stamps: dict[str, _Stamp],
+    dataset: Dataset,
 ) -> None:
     """Add one series' values to the pending documents (the hot loop: kept flat on purpose)."""
-    columns = _columns(one.metric, one.aggregations)
+    columns = _columns(dataset, one.metric, one.aggregations)
     group = one.group
     only_group = _group_set(group)
     static_id = id(static)
     for point in one.points:
-        open_ai = None
-        for key, stem, suffix in columns:
+        metrics = None
+        for key, stem, suffix, divisor in columns:
             raw = getattr(point, key)
             # Integral values are written as integers (§9). Runs once per Azure value: a float (`Point`).
             if raw is None or raw - raw:  # absent, or NaN/±Inf (whose difference is NaN, truthy)
                 continue
+            if divisor != 1:
+                raw = raw / divisor  # as the integration's pipeline would (foundry.md §2.5)
             value = int(raw) if raw.is_integer() else raw
-            if open_ai is None:
+            if metrics is None:
                 stamp = stamps.get(point.timestamp)
                 if stamp is None:
                     stamp = stamps[point.timestamp] = _stamp(point.timestamp)
@@ -345,10 +345,10 @@ def _gather(
                     slot = pending[slot_key] = _Pending(static, stamp, {}, only_group)
                 elif group not in slot.groups:
                     slot.groups = slot.groups | only_group
-                open_ai = slot.open_ai
-            aggregates = open_ai.get(stem)
+                metrics = slot.metrics
+            aggregates = metrics.get(stem)
             if aggregates is None:
-                open_ai[stem] = {suffix: value}
+                metrics[stem] = {suffix: value}
             else:
                 current = aggregates.get(suffix)
                 if current is None or value > current:
@@ -397,24 +397,30 @@ def _new_static(
     constant: _Constant,
 ) -> _Static:
     id_prefix = parts.id_prefix.copy()
+    entries = [*constant.entries, *parts.entries]
     if dims:
         known = blocks.get(dims)
         if known is None:
             known = blocks[dims] = _dimension_block(dims)
         block, fp = known
         id_prefix.update(fp.encode("ascii"))
-    else:
-        block = b""
+        entries.append(("dimensions", block))
     id_prefix.update(b"\x1f")
-    before = b"".join((b'",', constant.agent, b'"azure":{', block, _NAMESPACE_AND_OPEN_AI))
-    return _Static(account_key, before, parts.after_open_ai, id_prefix)
-
-
-_NAMESPACE_AND_OPEN_AI = b'"namespace":' + orjson.dumps(NAMESPACE) + b',"open_ai":'
+    # `azure`'s members in key order, the metric object among them where its key sorts.
+    entries.sort()
+    key = constant.metric_key
+    before = b"".join(member + b"," for name, member in entries if name < key)
+    after = b"".join(b"," + member for name, member in entries if name > key)
+    return _Static(
+        account_key,
+        b"".join((b'",', constant.agent, b'"azure":{', before, constant.metric_open)),
+        b"".join((constant.metric_close, after, parts.closing)),
+        id_prefix,
+    )
 
 
 def _dimension_block(dims: tuple[tuple[str, str], ...]) -> tuple[bytes, str]:
-    """`"dimensions":{...},` (sorted, fingerprint included) and the fingerprint of sorted `dims`."""
+    """`"dimensions":{...}` (sorted, fingerprint included) and the fingerprint of sorted `dims`."""
     block = dict(dims)
     fp = fingerprint(block)
     block["fingerprint"] = fp
@@ -422,7 +428,7 @@ def _dimension_block(dims: tuple[tuple[str, str], ...]) -> tuple[bytes, str]:
         encoded = orjson.dumps(block, option=orjson.OPT_SORT_KEYS)
     except orjson.JSONEncodeError:
         encoded = encode(_sorted_dict(block))
-    return b'"dimensions":' + encoded + b",", fp
+    return b'"dimensions":' + encoded, fp
 
 
 def _account_parts(one: Series, account_key: str, constant: _Constant) -> _AccountParts:
@@ -435,20 +441,13 @@ def _account_parts(one: Series, account_key: str, constant: _Constant) -> _Accou
     if account.tags:
         resource["tags"] = _sorted_dict(account.tags)
     resource["type"] = account.type
-    after = b"".join(
-        (
-            b',"resource":',
-            encode(resource),
-            b',"subscription_id":',
-            encode(account.subscription_id),  # type: ignore[arg-type]
-            b',"timegrain":',
-            encode(one.timegrain),  # type: ignore[arg-type]
-            b'},"cloud":',
-            encode({"provider": "azure", "region": account.location}),
-            constant.tail,
-        )
+    entries = (
+        ("resource", b'"resource":' + encode(resource)),
+        ("subscription_id", b'"subscription_id":' + encode(account.subscription_id)),  # type: ignore[arg-type]
+        ("timegrain", b'"timegrain":' + encode(one.timegrain)),  # type: ignore[arg-type]
     )
-    return _AccountParts(after, _id_prefix(account_key, one.timegrain))
+    closing = b"".join((b'},"cloud":', encode({"provider": "azure", "region": account.location}), constant.tail))
+    return _AccountParts(entries, closing, _id_prefix(account_key, one.timegrain))
 
 
 def _sorted_dict(mapping: Mapping[str, T]) -> dict[str, T]:
@@ -458,16 +457,16 @@ def _sorted_dict(mapping: Mapping[str, T]) -> dict[str, T]:
 _DOCUMENT_HEAD = b'{"@timestamp":"'
 
 
-def _finish(pending: Collection[_Pending]) -> list[Document]:
+def _finish(pending: Collection[_Pending], dataset: str) -> list[Document]:
     documents: list[Document] = []
     append = documents.append
     join = b"".join
     dumps = orjson.dumps
     for slot in pending:
         try:  # OPT_SORT_KEYS sorts the nested objects too, by code point
-            open_ai_json = dumps(slot.open_ai, option=orjson.OPT_SORT_KEYS)
+            metrics_json = dumps(slot.metrics, option=orjson.OPT_SORT_KEYS)
         except orjson.JSONEncodeError:  # an integral value beyond 64 bits
-            open_ai_json = encode({stem: _sorted_dict(slot.open_ai[stem]) for stem in sorted(slot.open_ai)})
+            metrics_json = encode({stem: _sorted_dict(slot.metrics[stem]) for stem in sorted(slot.metrics)})
         static = slot.static
         stamp = slot.stamp
         digest = static.id_prefix.copy()
@@ -476,9 +475,10 @@ def _finish(pending: Collection[_Pending]) -> list[Document]:
             Document(
                 # _finish_id, inlined: 18 bytes encode to exactly 24 characters, never padded.
                 b2a_base64(digest.digest(), newline=False).translate(_URLSAFE).decode("ascii"),
-                join((_DOCUMENT_HEAD, stamp.iso, static.before_open_ai, open_ai_json, static.after_open_ai)),
+                join((_DOCUMENT_HEAD, stamp.iso, static.before_metrics, metrics_json, static.after_metrics)),
                 static.account_key,
                 slot.groups,
+                dataset,
             )
         )
     return documents
@@ -489,26 +489,40 @@ _URLSAFE = bytes.maketrans(b"+/", b"-_")
 
 @dataclass(frozen=True, slots=True)
 class _Constant:
-    """The encoded parts every document of a cycle shares: `agent` and everything after `cloud`."""
+    """The encoded parts every document of a cycle and dataset shares."""
 
     agent: bytes  # `"agent":{...},` or empty
     tail: bytes  # `,"data_stream":{...},...,"service":{...}}`: closes the document
+    entries: tuple[tuple[str, bytes], ...]  # constant `azure` members: the metric namespace
+    metric_key: str  # the member of `azure` that holds the values, e.g. `open_ai`
+    metric_open: bytes  # `"open_ai":`, or `"ai_foundry":{"agent":` for a nested object
+    metric_close: bytes  # closes what `metric_open` opened beyond the value itself
 
 
-def _constant_parts(context: DocumentContext) -> _Constant:
-    event: dict[str, object] = {"dataset": DATASET}
+def _constant_parts(context: DocumentContext, dataset: Dataset) -> _Constant:
+    name = dataset.name
+    event: dict[str, object] = {"dataset": name}
     if context.event_duration_ns is not None:
         event["duration"] = context.event_duration_ns
     event["module"] = "azure"
     tail = {
-        "data_stream": {"dataset": DATASET, "namespace": context.namespace, "type": "metrics"},
+        "data_stream": {"dataset": name, "namespace": context.namespace, "type": "metrics"},
         "ecs": {"version": context.ecs_version},
         "event": event,
         "metricset": {"name": "monitor", "period": context.period_ms},
         "service": {"type": "azure"},
     }
     agent = b'"agent":' + encode(_sorted_dict(context.agent)) + b"," if context.agent else b""
-    return _Constant(agent, b"," + encode(tail)[1:])
+    key, *inner = dataset.metric_object
+    opening = b"".join(orjson.dumps(part) + b":{" for part in inner)
+    return _Constant(
+        agent,
+        b"," + encode(tail)[1:],
+        (("namespace", b'"namespace":' + orjson.dumps(dataset.namespace)),),
+        key,
+        orjson.dumps(key) + b":" + opening,
+        b"}" * len(inner),
+    )
 
 
 # ---------------------------------------------------------------------------------------------------

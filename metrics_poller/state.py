@@ -1,4 +1,4 @@
-"""Cursor stores: where each (account, request group) cursor lives between cycles and restarts.
+"""Cursor stores: where each (account, dataset, request group) cursor lives between cycles and restarts.
 
 A cursor is the end of the last window whose documents Elasticsearch acknowledged. The file store
 writes atomically (temporary file + fsync + rename), so a crash leaves either the old or the new state.
@@ -14,7 +14,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
-CursorKey = tuple[str, str]
+CursorKey = tuple[str, str, str]  # (account key, dataset name, group name)
+# Before datasets existed every cursor belonged to the Azure OpenAI metrics; stores written then
+# (file version 1, cursor documents without `dataset`) are read as this dataset's.
+LEGACY_DATASET = "azure.open_ai"
+FILE_VERSION = 2
 
 
 class CursorStore(Protocol):
@@ -36,7 +40,11 @@ def decode_cursor(text: str) -> datetime:
 
 
 class FileCursorStore:
-    """All cursors in one JSON file: `{"version": 1, "cursors": {"<account>|<group>": "<time>"}}`."""
+    """All cursors in one JSON file: `{"version": 2, "cursors": {"<account>|<dataset>|<group>": "<time>"}}`.
+
+    A version 1 file (`"<account>|<group>"`, written before datasets) is read as `azure.open_ai`
+    cursors and rewritten as version 2 on the next save.
+    """
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
@@ -50,16 +58,23 @@ class FileCursorStore:
         except (OSError, ValueError) as exc:
             raise StateError(f"cannot read cursor file {self.path}: {exc}") from None
         try:
-            cursors = {tuple(key.rsplit("|", 1)): decode_cursor(value) for key, value in raw.get("cursors", {}).items()}
+            version = raw.get("version", 1)
+            entries = raw.get("cursors", {}).items()
+            if version == 1:
+                cursors = {_legacy_key(key): decode_cursor(value) for key, value in entries}
+            elif version == FILE_VERSION:
+                cursors = {tuple(key.rsplit("|", 2)): decode_cursor(value) for key, value in entries}
+            else:
+                raise ValueError(f"version {version!r} is not 1 or {FILE_VERSION}")
         except (AttributeError, ValueError) as exc:
             raise StateError(f"cursor file {self.path} is not in the expected format: {exc}") from None
         # Every entry splits into new strings, but an account has one entry per metric group and the
-        # maps live as long as the process: keep one string per distinct account key and group name.
+        # maps live as long as the process: keep one string per distinct account key, dataset and group.
         strings: dict[str, str] = {}
         self._cursors = {
-            (strings.setdefault(k[0], k[0]), strings.setdefault(k[1], k[1])): v
+            (strings.setdefault(k[0], k[0]), strings.setdefault(k[1], k[1]), strings.setdefault(k[2], k[2])): v
             for k, v in cursors.items()
-            if len(k) == 2
+            if len(k) == 3
         }
         return dict(self._cursors)
 
@@ -68,8 +83,8 @@ class FileCursorStore:
             return
         self._cursors.update(changes)
         payload = {
-            "version": 1,
-            "cursors": {f"{a}|{g}": encode_cursor(t) for (a, g), t in sorted(self._cursors.items())},
+            "version": FILE_VERSION,
+            "cursors": {f"{a}|{d}|{g}": encode_cursor(t) for (a, d, g), t in sorted(self._cursors.items())},
         }
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -81,3 +96,9 @@ class FileCursorStore:
             os.replace(tmp, self.path)
         except OSError as exc:
             raise StateError(f"cannot write cursor file {self.path}: {exc.strerror or exc}") from None
+
+
+def _legacy_key(key: str) -> tuple[str, ...]:
+    """A version 1 key `<account>|<group>` as (account, azure.open_ai, group)."""
+    parts = key.rsplit("|", 1)
+    return (parts[0], LEGACY_DATASET, parts[1]) if len(parts) == 2 else ()

@@ -1,8 +1,8 @@
-"""Index and component templates for `metrics-azure.open_ai-*`, built from the metric catalogue.
+"""Index and component templates per dataset (`metrics-<dataset>-*`), built from its metric catalogue.
 
-Pure: no I/O. `sinks.elasticsearch.setup` installs what `build()` returns. Every field a document can
-carry is mapped explicitly (elastic-compat.md §9): with dynamic mapping a first value written as `1`
-would map an average as `long` and silently truncate every later fraction.
+Pure: no I/O. `sinks.elasticsearch.setup` installs what `build(dataset)` returns for each dataset. Every
+field a document can carry is mapped explicitly (elastic-compat.md §9): with dynamic mapping a first
+value written as `1` would map an average as `long` and silently truncate every later fraction.
 """
 
 from __future__ import annotations
@@ -14,16 +14,31 @@ from typing import Any
 
 import orjson
 
-from metrics_poller.catalog import ALL_DIMENSIONS, all_fields, dimension_key
+from metrics_poller.catalog import dimension_key
+from metrics_poller.datasets import OPEN_AI, Dataset
 
-INDEX_PATTERN = "metrics-azure.open_ai-*"
-INDEX_TEMPLATE = "metrics-poller-azure.open_ai"
-MAPPINGS_COMPONENT = f"{INDEX_TEMPLATE}@mappings"
-SETTINGS_COMPONENT = f"{INDEX_TEMPLATE}@settings"
-# Optional user overrides, composed last, like Fleet's `@custom` templates.
-CUSTOM_COMPONENT = f"{INDEX_TEMPLATE}@custom"
+
+def mappings_component(dataset: Dataset) -> str:
+    return f"{dataset.index_template}@mappings"
+
+
+def settings_component(dataset: Dataset) -> str:
+    return f"{dataset.index_template}@settings"
+
+
+def custom_component(dataset: Dataset) -> str:
+    """Optional user overrides, composed last, like Fleet's `@custom` templates."""
+    return f"{dataset.index_template}@custom"
+
+
+# The names of the `azure.open_ai` dataset's templates.
+INDEX_PATTERN = OPEN_AI.index_pattern
+INDEX_TEMPLATE = OPEN_AI.index_template
+MAPPINGS_COMPONENT = mappings_component(OPEN_AI)
+SETTINGS_COMPONENT = settings_component(OPEN_AI)
+CUSTOM_COMPONENT = custom_component(OPEN_AI)
 # The template Elastic's azure_openai integration installs for the same pattern.
-INTEGRATION_TEMPLATE = "metrics-azure.open_ai"
+INTEGRATION_TEMPLATE = OPEN_AI.integration_template
 # Fleet's built-in `metrics` template is 100 and integration templates are 200. Elasticsearch refuses
 # two overlapping templates of equal priority, so 200 would break a later integration install.
 PRIORITY = 250
@@ -46,16 +61,16 @@ class Templates:
     index_templates: Mapping[str, Json]
 
 
-def dimension_fields() -> tuple[str, ...]:
-    """Every known `azure.dimensions.<key>`, including the fingerprint."""
-    keys = sorted({dimension_key(d) for d in ALL_DIMENSIONS} | {"fingerprint"})
+def dimension_fields(dataset: Dataset = OPEN_AI) -> tuple[str, ...]:
+    """Every `azure.dimensions.<key>` the dataset knows, including the fingerprint."""
+    keys = sorted({dimension_key(d) for d in dataset.dimensions} | {"fingerprint"})
     return tuple(f"azure.dimensions.{k}" for k in keys)
 
 
-def field_mappings() -> dict[str, Json]:
+def field_mappings(dataset: Dataset = OPEN_AI) -> dict[str, Json]:
     """Flat `path → mapping` of every explicitly mapped field."""
     fields: dict[str, Json] = {"@timestamp": {"type": "date"}}
-    for path in ("azure.namespace", "azure.timegrain", "azure.resource.id", *dimension_fields()):
+    for path in ("azure.namespace", "azure.timegrain", "azure.resource.id", *dimension_fields(dataset)):
         fields[path] = dict(_DIMENSION)
     for path in (
         "azure.subscription_id",
@@ -82,7 +97,7 @@ def field_mappings() -> dict[str, Json]:
     fields["metricset.period"] = {"type": "long", "meta": {"unit": "ms"}}
     for part in ("type", "dataset", "namespace"):
         fields[f"data_stream.{part}"] = {"type": "constant_keyword"}
-    for path, es_type in all_fields().items():
+    for path, es_type in dataset.all_fields().items():
         fields[path] = {"type": es_type, "time_series_metric": "gauge"}
     return fields
 
@@ -120,13 +135,13 @@ def nest(flat: Mapping[str, Json]) -> Json:
     return root
 
 
-def mappings() -> Json:
+def mappings(dataset: Dataset = OPEN_AI) -> Json:
     """The `mappings` body shared by both modes (dimension/metric flags are harmless without TSDS)."""
     return {
         "dynamic": True,
         "date_detection": False,
         "dynamic_templates": dynamic_templates(),
-        "properties": nest(field_mappings()),
+        "properties": nest(field_mappings(dataset)),
     }
 
 
@@ -153,22 +168,27 @@ def settings(*, tsds: bool, look_back: str) -> Json:
     return {"index": index}
 
 
-def build(*, tsds: bool = False, look_back: str = "7d", retention: str | None = None) -> Templates:
-    """The component templates and the index template for the given options."""
+def build(
+    dataset: Dataset = OPEN_AI, *, tsds: bool = False, look_back: str = "7d", retention: str | None = None
+) -> Templates:
+    """The dataset's component templates and index template for the given options."""
+    custom = custom_component(dataset)
     components = {
-        MAPPINGS_COMPONENT: _with_meta({"template": {"mappings": mappings()}}),
-        SETTINGS_COMPONENT: _with_meta({"template": {"settings": settings(tsds=tsds, look_back=look_back)}}),
+        mappings_component(dataset): _with_meta({"template": {"mappings": mappings(dataset)}}),
+        settings_component(dataset): _with_meta(
+            {"template": {"settings": settings(tsds=tsds, look_back=look_back)}}
+        ),
     }
     body: Json = {
-        "index_patterns": [INDEX_PATTERN],
+        "index_patterns": [dataset.index_pattern],
         "data_stream": {},
         "priority": PRIORITY,
-        "composed_of": [MAPPINGS_COMPONENT, SETTINGS_COMPONENT, CUSTOM_COMPONENT],
-        "ignore_missing_component_templates": [CUSTOM_COMPONENT],
+        "composed_of": [*components, custom],
+        "ignore_missing_component_templates": [custom],
     }
     if retention is not None:
         body["template"] = {"lifecycle": {"data_retention": retention}}
-    return Templates(components, {INDEX_TEMPLATE: _with_meta(body)})
+    return Templates(components, {dataset.index_template: _with_meta(body)})
 
 
 def fingerprint(body: Mapping[str, Any]) -> str:

@@ -18,7 +18,7 @@ from urllib.parse import quote, urlencode
 
 import orjson
 
-from metrics_poller.catalog import METRICS, METRICS_BY_NAME, NAMESPACE, MetricSpec
+from metrics_poller.catalog import ACCOUNT_METRICS, ACCOUNT_METRICS_BY_NAME, NAMESPACE, MetricSpec
 from metrics_poller.simulator import data, inventory
 from metrics_poller.simulator.data import Agg, MetricLayout, Publication
 from metrics_poller.simulator.query import (
@@ -183,7 +183,7 @@ class Backend:
         check_namespace(params.get("metricnamespace"), required=False)
         return Reply(
             200,
-            {"value": [self._definition(account, m) for m in METRICS if self.spec.metric_defined(m.name)]},
+            {"value": [self._definition(account, m) for m in ACCOUNT_METRICS if self.spec.metric_defined(m.name)]},
         )
 
     def _definition(self, account: SimAccount, metric: MetricSpec) -> dict[str, Any]:
@@ -192,7 +192,7 @@ class Backend:
             "id": f"{account.id}/providers/microsoft.insights/metricdefinitions/{metric.name}",
             "resourceId": account.id,
             "namespace": NAMESPACE,
-            "category": "Azure OpenAI",
+            "category": data.CATEGORIES.get(metric.name, "Azure OpenAI"),
             "name": {"value": metric.name, "localizedValue": data.DISPLAY_NAMES[metric.name]},
             "displayDescription": data.DISPLAY_NAMES[metric.name] + ".",
             "isDimensionRequired": False,
@@ -227,7 +227,7 @@ class Backend:
         start, end = parse_timespan(params.get("timespan"), now)
         check_range(start, end, now)
         check_namespace(params.get("metricnamespace"), required=False)
-        names = params.get("metricnames") or METRICS[0].name
+        names = params.get("metricnames") or ACCOUNT_METRICS[0].name
         query = self._query(params, names, start, end, auto_adjust=params.get("autoadjusttimegrain") == "true")
         if (params.get("resulttype") or "").lower() == "metadata":
             query = _with_metadata_only(query)
@@ -414,7 +414,7 @@ class Backend:
         grain: int | None,
         dimensions: Sequence[str] | None,
     ) -> dict[frozenset[tuple[str, str]], dict[datetime, dict[str, float]]]:
-        spec = METRICS_BY_NAME[metric]
+        spec = ACCOUNT_METRICS_BY_NAME[metric]
         if not self.spec.metric_defined(metric):
             return {}
         hidden = self.spec.hidden_dimensions(metric)
@@ -443,7 +443,10 @@ class Backend:
         status = requests.dimensions.index("StatusCode")
         deployment = requests.dimensions.index("ModelDeploymentName")
         throttled = {s.combo[deployment] for s in requests.series if s.combo[status] == "429"}
-        return [inventory.truth(self.spec.seed, account, d, d.name in throttled) for d in account.deployments]
+        # The inventory models OpenAI models' limits, quotas and lifecycles only; the non-OpenAI
+        # deployments of Foundry accounts (azure.ai_foundry metrics) are not listed here yet.
+        openai = [d for d in account.deployments if data.model_of(d).openai]
+        return [inventory.truth(self.spec.seed, account, d, d.name in throttled) for d in openai]
 
     def list_deployments(self, path: str, resource_id: str, params: Mapping[str, str]) -> Reply:
         """Deployments_List, paged by `deployment_page_size` with a `$skiptoken` nextLink."""

@@ -11,7 +11,7 @@ import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from metrics_poller.catalog import METRICS_BY_NAME, MetricSpec
+from metrics_poller.catalog import ACCOUNT_METRICS_BY_NAME, METRICS_BY_NAME, MetricSpec
 from metrics_poller.simulator.hashing import GOLDEN, MASK64, key64, mix64, pick, uniform
 from metrics_poller.simulator.spec import SimAccount, SimDeployment
 from metrics_poller.simulator.world import model_of, region_display
@@ -42,6 +42,70 @@ DISPLAY_NAMES: dict[str, str] = {
     "RAIRejectedRequests": "Blocked Volume",
     "RAIHarmfulRequests": "Harmful Volume Detected",
     "RAISystemEvent": "Safety System Event",
+    "ModelAvailabilityRate": "Model Availability Rate",
+    "ModelRequests": "Model Requests",
+    "NormalizedTimeBetweenTokens": "Normalized Time Between Tokens",
+    "NormalizedTimeToFirstToken": "Normalized Time to First Token",
+    "TimeToLastByte": "Time to Last Byte",
+    "TimeToResponse": "Time to Response",
+    "TokensPerSecond": "Tokens Per Second",
+    "InputTokens": "Input Tokens",
+    "OutputTokens": "Output Tokens",
+    "TotalTokens": "Total Tokens",
+    "ProvisionedUtilization": "Provisioned Utilization",
+    "AnnotatedPages": "Annotated Pages",
+    "GeneratedImages": "Generated Images",
+    "TotalPages": "Total Pages",
+    "AudioInputTokens": "Audio Input Tokens",
+    "AudioOutputTokens": "Audio Output Tokens",
+    "cacheReadInputTokens": "Cache Read Input Tokens",
+    "ephemeral1hInputTokens": "Ephemeral 1h Input Tokens",
+    "ephemeral5mInputTokens": "Ephemeral 5m Input Tokens",
+}
+# The supported-metrics page's categories (foundry.md §3.2); the rest are "Azure OpenAI".
+CATEGORIES: dict[str, str] = {
+    **dict.fromkeys(("ModelAvailabilityRate", "ModelRequests"), "Models - HTTP Requests"),
+    **dict.fromkeys(
+        (
+            "NormalizedTimeBetweenTokens",
+            "NormalizedTimeToFirstToken",
+            "TimeToLastByte",
+            "TimeToResponse",
+            "TokensPerSecond",
+        ),
+        "Models - Latency",
+    ),
+    **dict.fromkeys(
+        (
+            "InputTokens",
+            "OutputTokens",
+            "TotalTokens",
+            "ProvisionedUtilization",
+            "AnnotatedPages",
+            "GeneratedImages",
+            "TotalPages",
+            "AudioInputTokens",
+            "AudioOutputTokens",
+            "cacheReadInputTokens",
+            "ephemeral1hInputTokens",
+            "ephemeral5mInputTokens",
+        ),
+        "Models - Usage",
+    ),
+}
+# "Models" metrics that measure the same traffic as an Azure OpenAI metric. For an OpenAI model they
+# are built from that metric's own series (same keys, so the same values), merged over whatever
+# dimensions the Models metric lacks: both families then agree, as they do in Azure (foundry.md §5.13).
+TWINS: dict[str, str] = {
+    "ModelRequests": "AzureOpenAIRequests",
+    "TimeToResponse": "AzureOpenAITimeToResponse",
+    "ModelAvailabilityRate": "AzureOpenAIAvailabilityRate",
+    "InputTokens": "ProcessedPromptTokens",
+    "OutputTokens": "GeneratedTokens",
+    "TotalTokens": "TokenTransaction",
+    "ProvisionedUtilization": "AzureOpenAIProvisionedManagedUtilizationV2",
+    "AudioInputTokens": "AudioPromptTokens",
+    "AudioOutputTokens": "AudioCompletionTokens",
 }
 
 API_NAMES = (
@@ -118,6 +182,23 @@ BEHAVIOURS: dict[str, Behaviour] = {
     "RAIRejectedRequests": _B("rai", "chat", "count", scale=4),
     "RAIHarmfulRequests": _B("rai", "chat", "count", scale=2),
     "RAISystemEvent": _B("event", "all", "stats", low=1, high=10),
+    # Models metrics without an Azure OpenAI twin of the same or finer dimensions.
+    "NormalizedTimeBetweenTokens": _B("request", "chat", "stats", low=5, high=60, region_display=True),
+    "NormalizedTimeToFirstToken": _B("request", "chat", "stats", low=40, high=600, region_display=True),
+    "TimeToLastByte": _B("request", "chat", "stats", low=800, high=12000, region_display=True),
+    "TokensPerSecond": _B("request", "chat", "stats", low=20, high=220, region_display=True),
+    # No simulated model reads documents, draws images or is an Anthropic model: defined, no data.
+    **{
+        name: _B("token", "none", "count", scale=10)
+        for name in (
+            "AnnotatedPages",
+            "GeneratedImages",
+            "TotalPages",
+            "cacheReadInputTokens",
+            "ephemeral1hInputTokens",
+            "ephemeral5mInputTokens",
+        )
+    },
 }
 
 # A gentle day/night cycle so that dashboards built on the data look like traffic.
@@ -193,7 +274,7 @@ def build_layout(seed: int, account: SimAccount) -> dict[str, MetricLayout]:
     """Every catalogue metric's series for `account` (empty for accounts without deployments)."""
     akey = key64(seed, "data", account.id.lower())
     families = _families(akey, account)
-    return {name: _metric_layout(seed, account, spec, families) for name, spec in METRICS_BY_NAME.items()}
+    return {name: _metric_layout(seed, account, spec, families) for name, spec in ACCOUNT_METRICS_BY_NAME.items()}
 
 
 def _metric_layout(
@@ -202,17 +283,25 @@ def _metric_layout(
     spec: MetricSpec,
     families: dict[str, list[tuple[SimDeployment | None, _Profile]]],
 ) -> MetricLayout:
-    behaviour = BEHAVIOURS[spec.name]
+    # A Models metric with a twin takes the twin's series (keys, behaviour, one per twin combination)
+    # and labels each with its own dimensions; `project` then merges those it does not tell apart.
+    source = TWINS.get(spec.name, spec.name)
+    source_dimensions = ACCOUNT_METRICS_BY_NAME[source].dimensions
+    openai_only = spec.name in METRICS_BY_NAME  # the Azure OpenAI family sees only OpenAI models
+    behaviour = BEHAVIOURS[source]
     region = region_display(account.location) if behaviour.region_display else account.location
     seen: dict[tuple[str, ...], Series] = {}
     for deployment, (dims, weight, density) in families[behaviour.profiles]:
         if deployment is not None and not _applies(behaviour.applies, deployment):
             continue
+        if deployment is not None and openai_only and not model_of(deployment).openai:
+            continue
         values = {**dims, "Region": region}
-        combo = tuple(values[d] for d in spec.dimensions)
-        if combo not in seen:
-            key = key64(seed, account.id.lower(), spec.name, *combo)
-            seen[combo] = Series(key, combo, behaviour, weight, density)
+        source_combo = tuple(values[d] for d in source_dimensions)
+        if source_combo not in seen:
+            key = key64(seed, account.id.lower(), source, *source_combo)
+            combo = tuple(values[d] for d in spec.dimensions)
+            seen[source_combo] = Series(key, combo, behaviour, weight, density)
     return MetricLayout(spec.dimensions, tuple(seen.values()))
 
 
@@ -220,6 +309,8 @@ def _applies(rule: str, deployment: SimDeployment) -> bool:
     family = model_of(deployment).family
     if rule == "all":
         return True
+    if rule == "none":
+        return False
     if rule == "ptu":
         return deployment.sku == "ProvisionedManaged"
     if rule == "text":
@@ -247,7 +338,7 @@ def _families(akey: int, account: SimAccount) -> dict[str, list[tuple[SimDeploym
         out["rai"] += [(deployment, p) for p in _rai_profiles(dkey, model_dims)]
         if i == 0 and uniform(akey, 50) < 0.3:
             out["finetune"].append((deployment, _finetune_profile(dkey, model_dims)))
-    if account.deployments:
+    if any(model_of(d).openai for d in account.deployments):  # Azure OpenAI content safety events
         out["event"] = [(None, ({"EventType": e}, 1.0, 0.2)) for e in _subset(akey, 60, _EVENT_TYPES, 2)]
     return out
 

@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
-from metrics_poller.catalog import METRICS, METRICS_BY_LOWER_NAME, NAMESPACE, MetricSpec
+from metrics_poller.catalog import ACCOUNT_METRICS, ACCOUNT_METRICS_BY_LOWER_NAME, NAMESPACE, MetricSpec
 from metrics_poller.model import iso_duration, parse_iso_duration
 from metrics_poller.simulator.data import Bucket, plan_buckets
 from metrics_poller.simulator.spec import SimSpec
@@ -186,7 +186,7 @@ def parse_metrics(text: str | None, spec: SimSpec) -> tuple[MetricSpec, ...]:
         raise bad_request(f"Requested {len(names)} metrics; at most {MAX_METRICS} metric names are allowed per call.")
     out: list[MetricSpec] = []
     for name in names:
-        metric = METRICS_BY_LOWER_NAME.get(name.lower())
+        metric = ACCOUNT_METRICS_BY_LOWER_NAME.get(name.lower())
         if metric is None or not spec.metric_defined(metric.name):
             raise bad_request(unknown_metric_message(name, spec))
         if metric not in out:
@@ -195,7 +195,7 @@ def parse_metrics(text: str | None, spec: SimSpec) -> tuple[MetricSpec, ...]:
 
 
 def unknown_metric_message(name: str, spec: SimSpec) -> str:
-    valid = ",".join(m.name for m in METRICS if spec.metric_defined(m.name))
+    valid = ",".join(m.name for m in ACCOUNT_METRICS if spec.metric_defined(m.name))
     return (
         "Failed to find metric configuration for provider: Microsoft.CognitiveServices, "
         "resource Type: accounts, "

@@ -51,6 +51,7 @@ class Model:
     name: str
     version: str
     family: str  # "chat", "embedding" or "realtime"
+    openai: bool = True  # Azure OpenAI models appear in both metric families; others only in "Models"
 
 
 MODELS: tuple[Model, ...] = (
@@ -66,7 +67,18 @@ MODELS: tuple[Model, ...] = (
     Model("text-embedding-ada-002", "2", "embedding"),
     Model("gpt-4o-realtime-preview", "2024-12-17", "realtime"),
 )
-MODELS_BY_KEY = {(m.name, m.version): m for m in MODELS}
+# Models sold directly by Azure that Foundry (AIServices) accounts host beside or instead of OpenAI
+# models (foundry.md §3.2; names as the model catalogue and Elastic's sample spell them).
+FOUNDRY_MODELS: tuple[Model, ...] = (
+    Model("DeepSeek-R1", "1", "chat", openai=False),
+    Model("Meta-Llama-3.1-405B-Instruct", "1", "chat", openai=False),
+    Model("Phi-4", "7", "chat", openai=False),
+    Model("Mistral-Large-2411", "2", "chat", openai=False),
+    Model("grok-3", "1", "chat", openai=False),
+    Model("Cohere-embed-v3-english", "1", "embedding", openai=False),
+)
+MODELS_BY_KEY = {(m.name, m.version): m for m in (*MODELS, *FOUNDRY_MODELS)}
+FOUNDRY_ONLY_SHARE = 0.3  # AIServices accounts that host no OpenAI model at all
 _DEPLOYMENT_SUFFIXES = ("", "-prod", "-dev", "-eu", "-batch", "-app")
 
 
@@ -138,7 +150,12 @@ def _account(
     key = key64(spec.seed, "account", subscription, region, n)
     kind = pick(key, 1, OPENAI_KINDS)
     name = f"{'aoai' if kind == 'OpenAI' else 'aisvc'}-{region}-{s_index:02d}{n:04d}"
-    return _record(key, subscription, groups, region, name, kind, _deployments(key), index)
+    deployments = _deployments(key)
+    if kind == "AIServices":
+        # Foundry accounts serve other models too; some serve only those (foundry.md §3.2).
+        others = _foundry_deployments(key)
+        deployments = others if uniform(key, 90) < FOUNDRY_ONLY_SHARE else deployments + others
+    return _record(key, subscription, groups, region, name, kind, deployments, index)
 
 
 def _other(
@@ -202,6 +219,17 @@ def _deployments(key: int) -> tuple[SimDeployment, ...]:
             name += f"-{i}"
         names.add(name)
         out.append(SimDeployment(name, model.name, model.version, "ProvisionedManaged" if provisioned else "Standard"))
+    return tuple(out)
+
+
+def _foundry_deployments(key: int) -> tuple[SimDeployment, ...]:
+    """1–3 deployments of non-OpenAI models (serverless, so always Standard)."""
+    out: list[SimDeployment] = []
+    for i in range(1 + mix64(key ^ 91) % 3):
+        model = FOUNDRY_MODELS[mix64(key ^ (92 + i * 7919)) % len(FOUNDRY_MODELS)]
+        name = model.name if i == 0 else f"{model.name}-{i}"
+        if all(d.name != name for d in out):
+            out.append(SimDeployment(name, model.name, model.version, "Standard"))
     return tuple(out)
 
 

@@ -14,6 +14,7 @@ import logging
 import random
 import re
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import Enum
 from pathlib import Path
@@ -29,12 +30,13 @@ from elasticsearch import (
 )
 from elasticsearch.serializer import OrjsonSerializer
 
-from metrics_poller import inventory_templates, templates
+from metrics_poller import datasets, inventory_templates, templates
 from metrics_poller.config import Elasticsearch as ElasticsearchConfig
+from metrics_poller.datasets import OPEN_AI, Dataset
 from metrics_poller.model import Document, Outcome
 from metrics_poller.shaping import encode
 from metrics_poller.sinks import RefusedByConfiguration
-from metrics_poller.state import StateError
+from metrics_poller.state import LEGACY_DATASET, CursorKey, StateError
 
 log = logging.getLogger(__name__)
 
@@ -163,68 +165,83 @@ def _auth_error(exc: ApiError, secrets: Sequence[str]) -> SinkError:
 # ---------------------------------------------------------------------------------------------- setup
 
 
-async def setup(client: AsyncElasticsearch, cfg: ElasticsearchConfig) -> list[str]:
-    """Install the component and index templates when they differ from what is installed.
+async def setup(
+    client: AsyncElasticsearch, cfg: ElasticsearchConfig, selected: Sequence[Dataset] = (OPEN_AI,)
+) -> list[str]:
+    """Install each selected dataset's component and index templates when they differ from what is
+    installed.
 
     Idempotent: an up-to-date template is reported "unchanged" and not written. Elastic's own
     integration template is respected unless `overwrite_templates` is set.
     """
-    wanted = templates.build(tsds=cfg.tsds, look_back=cfg.look_back, retention=cfg.retention)
     secrets = secrets_of(cfg)
     try:
-        return await _setup(client, cfg, wanted)
+        info = await client.info()
+        number = check_version(info.body)
+        lines = [f"connected to Elasticsearch {number} (cluster {info.get('cluster_name', '?')})"]
+        for dataset in selected:
+            lines.extend(await _setup(client, cfg, dataset))
+        return lines
     except (AuthenticationException, AuthorizationException) as exc:
         raise _auth_error(exc, secrets) from None
     except (ApiError, TransportError) as exc:
         raise SinkError(f"Elasticsearch set-up failed: {describe(exc, secrets)}") from None
 
 
-async def ensure_templates(client: AsyncElasticsearch, cfg: ElasticsearchConfig) -> bool:
-    """Before the first write: install our templates when no template governs the data stream yet.
+async def ensure_templates(
+    client: AsyncElasticsearch, cfg: ElasticsearchConfig, selected: Sequence[Dataset] = (OPEN_AI,)
+) -> list[str]:
+    """Before the first write: install our templates for each dataset whose data stream no template
+    governs yet.
 
     Without one, dynamic mapping guesses types from the first values (e.g. `model_version`
-    "2024-08-06" becomes a date and "0125" is then rejected). Returns True when it installed them.
+    "2024-08-06" becomes a date and "0125" is then rejected). Returns the datasets it installed.
     """
-    try:
-        for name in (templates.INDEX_TEMPLATE, templates.INTEGRATION_TEMPLATE):
-            if await _get_template(client, "index", name) is not None:
-                return False
-    except AuthorizationException:
-        # A writer-only key (create_doc, auto_configure) may not read templates: only `setup` needs
-        # manage_index_templates. Writes say so if the templates are missing (require_data_stream).
-        log.info("these credentials cannot read index templates; assuming `metrics-poller setup` installed them")
-        return False
-    except (ApiError, TransportError):
-        pass  # reported below, like a failed installation
-    try:
-        for line in await setup(client, cfg):
-            log.info("setup: %s", line)
-        return True
-    except (SinkError, ApiError, TransportError) as exc:
-        log.warning(
-            "no index template governs %s and installing one failed (%s); run `metrics-poller setup` "
-            "with a user allowed to manage index templates",
-            cfg.data_stream,
-            describe(exc, secrets_of(cfg)) if not isinstance(exc, SinkError) else exc,
-        )
-        return False
+    installed: list[str] = []
+    for dataset in selected:
+        try:
+            governed = False
+            for name in (dataset.index_template, dataset.integration_template):
+                governed = governed or await _get_template(client, "index", name) is not None
+            if governed:
+                continue
+        except AuthorizationException:
+            # A writer-only key (create_doc, auto_configure) may not read templates: only `setup` needs
+            # manage_index_templates. Writes say so if the templates are missing (require_data_stream).
+            log.info("these credentials cannot read index templates; assuming `metrics-poller setup` installed them")
+            return installed
+        except (ApiError, TransportError):
+            pass  # reported below, like a failed installation
+        try:
+            for line in await setup(client, cfg, (dataset,)):
+                log.info("setup: %s", line)
+            installed.append(dataset.name)
+        except (SinkError, ApiError, TransportError) as exc:
+            log.warning(
+                "no index template governs %s and installing one failed (%s); run `metrics-poller setup` "
+                "with a user allowed to manage index templates",
+                dataset.data_stream(cfg.namespace),
+                describe(exc, secrets_of(cfg)) if not isinstance(exc, SinkError) else exc,
+            )
+    return installed
 
 
-async def _setup(client: AsyncElasticsearch, cfg: ElasticsearchConfig, wanted: templates.Templates) -> list[str]:
-    info = await client.info()
-    check_version(info.body)
-    lines = [
-        f"connected to Elasticsearch {info.get('version', {}).get('number', '?')} "
-        f"(cluster {info.get('cluster_name', '?')})"
-    ]
-    integration = await _get_template(client, "index", templates.INTEGRATION_TEMPLATE)
+async def _setup(client: AsyncElasticsearch, cfg: ElasticsearchConfig, dataset: Dataset) -> list[str]:
+    wanted = templates.build(dataset, tsds=cfg.tsds, look_back=cfg.look_back, retention=cfg.retention)
+    lines: list[str] = []
+    integration = await _get_template(client, "index", dataset.integration_template)
     if integration is not None and not cfg.overwrite_templates:
         lines.append(
-            f"index template {templates.INTEGRATION_TEMPLATE} (Elastic's azure_openai integration) is "
-            f"installed and governs {templates.INDEX_PATTERN}: left it alone and installed nothing; "
+            f"index template {dataset.integration_template} (Elastic's {dataset.integration} integration) is "
+            f"installed and governs {dataset.index_pattern}: left it alone and installed nothing; "
             "fields it does not map are mapped dynamically. Set elasticsearch.overwrite_templates: true "
-            f"to install {templates.INDEX_TEMPLATE} at priority {templates.PRIORITY}, above it"
+            f"to install {dataset.index_template} at priority {templates.PRIORITY}, above it"
         )
+        if dataset.bypass_default_pipeline and not cfg.pipeline:
+            lines.append(
+                f"documents for {dataset.index_pattern} are sent with pipeline=_none: they are final, and "
+                f"the {dataset.integration} ingest pipeline would scale their percentages a second time"
+            )
         return lines
     changed = False
     for kind, bodies in (("component", wanted.component_templates), ("index", wanted.index_templates)):
@@ -234,13 +251,14 @@ async def _setup(client: AsyncElasticsearch, cfg: ElasticsearchConfig, wanted: t
             changed = changed or did_write
     if integration is not None:
         lines.append(
-            f"{templates.INDEX_TEMPLATE} (priority {templates.PRIORITY}) takes precedence over "
-            f"{templates.INTEGRATION_TEMPLATE} for new backing indices (overwrite_templates is true)"
+            f"{dataset.index_template} (priority {templates.PRIORITY}) takes precedence over "
+            f"{dataset.integration_template} for new backing indices (overwrite_templates is true)"
         )
-    if changed and await _data_stream_exists(client, cfg.data_stream):
+    stream = dataset.data_stream(cfg.namespace)
+    if changed and await _data_stream_exists(client, stream):
         lines.append(
-            f"data stream {cfg.data_stream} exists: the new templates apply from its next backing index "
-            f"(POST {cfg.data_stream}/_rollover to apply them now)"
+            f"data stream {stream} exists: the new templates apply from its next backing index "
+            f"(POST {stream}/_rollover to apply them now)"
         )
     return lines
 
@@ -365,7 +383,9 @@ async def preflight(client: AsyncElasticsearch, cfg: ElasticsearchConfig) -> Non
         log.info("%s", note)
 
 
-async def check_access(client: AsyncElasticsearch, cfg: ElasticsearchConfig) -> list[str]:
+async def check_access(
+    client: AsyncElasticsearch, cfg: ElasticsearchConfig, selected: Sequence[Dataset] = (OPEN_AI,)
+) -> list[str]:
     """Connectivity, version, pipeline, privileges and template state, one line each, for
     `metrics-poller validate`.
 
@@ -380,8 +400,9 @@ async def check_access(client: AsyncElasticsearch, cfg: ElasticsearchConfig) -> 
         note = await check_pipeline(client, cfg)
         if note:
             lines.append(note)
-        lines.extend(await _check_privileges(client, cfg))
-        lines.append(await _template_state(client, cfg))
+        lines.extend(await _check_privileges(client, cfg, selected))
+        for dataset in selected:
+            lines.append(await _template_state(client, cfg, dataset))
     except (AuthenticationException, AuthorizationException) as exc:
         raise _auth_error(exc, secrets) from None
     except (ApiError, TransportError) as exc:
@@ -397,11 +418,14 @@ def missing_privileges(response: Mapping[str, Any]) -> list[str]:
     return missing
 
 
-async def _check_privileges(client: AsyncElasticsearch, cfg: ElasticsearchConfig) -> list[str]:
+async def _check_privileges(
+    client: AsyncElasticsearch, cfg: ElasticsearchConfig, selected: Sequence[Dataset]
+) -> list[str]:
+    streams = [d.data_stream(cfg.namespace) for d in selected]
     response = await client.options(ignore_status=(400, 500)).security.has_privileges(
         cluster=[*CLUSTER_PRIVILEGES, *SETUP_PRIVILEGES],
         index=[
-            {"names": [cfg.data_stream], "privileges": list(STREAM_PRIVILEGES)},
+            {"names": streams, "privileges": list(STREAM_PRIVILEGES)},
             {"names": [CURSOR_INDEX], "privileges": list(CURSOR_PRIVILEGES)},
         ],
     )
@@ -413,7 +437,7 @@ async def _check_privileges(client: AsyncElasticsearch, cfg: ElasticsearchConfig
     writer = [m for m in missing if not m.endswith(f" on {CURSOR_INDEX}") and m not in for_setup]
     if writer:
         raise SinkError(f"the Elasticsearch credentials lack: {', '.join(writer)}")
-    lines = ["elasticsearch: privileges ok for writing " + cfg.data_stream]
+    lines = ["elasticsearch: privileges ok for writing " + ", ".join(streams)]
     if any(m in for_setup for m in missing):
         lines.append(
             "elasticsearch: no manage_index_templates: enough for run and once; `metrics-poller setup` "
@@ -427,20 +451,21 @@ async def _check_privileges(client: AsyncElasticsearch, cfg: ElasticsearchConfig
     return lines
 
 
-async def _template_state(client: AsyncElasticsearch, cfg: ElasticsearchConfig) -> str:
-    wanted = templates.build(tsds=cfg.tsds, look_back=cfg.look_back, retention=cfg.retention)
+async def _template_state(client: AsyncElasticsearch, cfg: ElasticsearchConfig, dataset: Dataset) -> str:
+    wanted = templates.build(dataset, tsds=cfg.tsds, look_back=cfg.look_back, retention=cfg.retention)
+    where = f"elasticsearch: {dataset.name}:"
     try:
-        installed = await _get_template(client, "index", templates.INDEX_TEMPLATE)
+        installed = await _get_template(client, "index", dataset.index_template)
     except AuthorizationException:
-        return "elasticsearch: templates not checked (reading them needs manage_index_templates)"
+        return f"{where} templates not checked (reading them needs manage_index_templates)"
     if installed is None:
-        if await _get_template(client, "index", templates.INTEGRATION_TEMPLATE) is not None:
-            return f"elasticsearch: Elastic's {templates.INTEGRATION_TEMPLATE} template governs the stream"
-        return "elasticsearch: templates not installed; run `metrics-poller setup`"
-    body = wanted.index_templates[templates.INDEX_TEMPLATE]
+        if await _get_template(client, "index", dataset.integration_template) is not None:
+            return f"{where} Elastic's {dataset.integration_template} template governs the stream"
+        return f"{where} templates not installed; run `metrics-poller setup`"
+    body = wanted.index_templates[dataset.index_template]
     if templates.installed_fingerprint(installed) != templates.fingerprint(body):
-        return "elasticsearch: templates differ from this configuration; run `metrics-poller setup`"
-    return "elasticsearch: templates installed and current"
+        return f"{where} templates differ from this configuration; run `metrics-poller setup`"
+    return f"{where} templates installed and current"
 
 
 # --------------------------------------------------------------------------------- bulk classification
@@ -517,6 +542,19 @@ class _TooLarge(Exception):
     """413: the request exceeds http.max_content_length; split it."""
 
 
+@dataclass(frozen=True, slots=True)
+class _Target:
+    """Where one dataset's documents go: its data stream and the `pipeline` bulk parameter."""
+
+    stream: str
+    pipeline: str | None
+
+    @classmethod
+    def of(cls, dataset_name: str, cfg: ElasticsearchConfig) -> _Target:
+        dataset = datasets.BY_NAME[dataset_name]
+        return cls(dataset.data_stream(cfg.namespace), dataset.pipeline(cfg.pipeline))
+
+
 # The action line of every document without an `_id` (TSDS), and the parts of one with it: orjson writes
 # `{"create":{"_id":…}}` as exactly these bytes around the encoded id.
 _CREATE_WITHOUT_ID = orjson.dumps({"create": {}}) + b"\n"
@@ -524,7 +562,8 @@ _CREATE_ID_HEAD, _CREATE_ID_TAIL = b'{"create":{"_id":', b"}}\n"
 
 
 class ElasticsearchSink:
-    """Bulk `create` writer into `cfg.data_stream`; see `write` for the outcome of each document."""
+    """Bulk `create` writer into each document's data stream (`metrics-<dataset>-<namespace>`);
+    see `write` for the outcome of each document."""
 
     def __init__(
         self,
@@ -540,7 +579,7 @@ class ElasticsearchSink:
     ) -> None:
         self._client = client
         self._cfg = cfg
-        self._stream = stream or cfg.data_stream
+        self._stream = stream  # every document goes here when set; else to its dataset's stream
         # In TSDS mode Elasticsearch derives `_id` from the dimensions and rejects a different one.
         self._send_ids = not (cfg.tsds if time_series is None else time_series)
         self._dead_letter = Path(dead_letter_path) if dead_letter_path else None
@@ -561,8 +600,16 @@ class ElasticsearchSink:
             return []
         encoded = self._encode_all(documents)
         outcomes = [Outcome.RETRYABLE] * len(documents)
-        batches = plan_batches([len(e) for e in encoded], self._cfg.batch_size, self._cfg.batch_bytes)
-        tasks = [asyncio.create_task(self._write_batch(b, documents, encoded, outcomes)) for b in batches]
+        by_dataset: dict[str, list[int]] = {}
+        for position, document in enumerate(documents):
+            by_dataset.setdefault(document.dataset, []).append(position)
+        tasks = []
+        for name, positions in by_dataset.items():
+            target = _Target(self._stream, self._cfg.pipeline) if self._stream else _Target.of(name, self._cfg)
+            sizes = [len(encoded[p]) for p in positions]
+            for batch in plan_batches(sizes, self._cfg.batch_size, self._cfg.batch_bytes):
+                members = [positions[i] for i in batch]
+                tasks.append(asyncio.create_task(self._write_batch(target, members, documents, encoded, outcomes)))
         try:
             await asyncio.gather(*tasks)
         except BaseException:
@@ -590,6 +637,7 @@ class ElasticsearchSink:
 
     async def _write_batch(
         self,
+        target: _Target,
         positions: list[int],
         documents: Sequence[Document],
         encoded: Sequence[bytes],
@@ -600,18 +648,18 @@ class ElasticsearchSink:
             if attempt > 1:
                 await asyncio.sleep(backoff_delay(attempt - 1, *self._backoff, self._rng))
             try:
-                items = await self._send(pending, encoded)
+                items = await self._send(target, pending, encoded)
             except _Abandon:
                 return
             except _TooLarge:
-                await self._split(pending, documents, encoded, outcomes)
+                await self._split(target, pending, documents, encoded, outcomes)
                 return
             if items is None:
                 continue
             if len(items) != len(pending):
                 log.error("Elasticsearch answered %d bulk items for %d documents", len(items), len(pending))
                 return
-            pending = await self._settle(pending, items, documents, outcomes)
+            pending = await self._settle(target, pending, items, documents, outcomes)
             if not pending:
                 return
         log.warning(
@@ -621,7 +669,7 @@ class ElasticsearchSink:
         )
 
     async def _split(
-        self, positions: list[int], documents: Sequence[Document], encoded: Sequence[bytes], outcomes: list[Outcome]
+        self, target: _Target, positions: list[int], documents: Sequence[Document], encoded: Sequence[bytes], outcomes: list[Outcome]
     ) -> None:
         """After a 413: write each half on its own; a single document that is still too large is rejected."""
         if len(positions) == 1:
@@ -634,9 +682,9 @@ class ElasticsearchSink:
         log.info("bulk request of %d documents too large (HTTP 413); sending it in halves", len(positions))
         middle = len(positions) // 2
         for half in (positions[:middle], positions[middle:]):
-            await self._write_batch(half, documents, encoded, outcomes)
+            await self._write_batch(target, half, documents, encoded, outcomes)
 
-    async def _send(self, positions: Sequence[int], encoded: Sequence[bytes]) -> list[Any] | None:
+    async def _send(self, target: _Target, positions: Sequence[int], encoded: Sequence[bytes]) -> list[Any] | None:
         """One bulk request; its items, or None when the whole request should be retried."""
         payload = self._payload(positions, encoded)
         try:
@@ -644,8 +692,8 @@ class ElasticsearchSink:
                 response = await self._client.options(max_retries=0).bulk(
                     # Pre-encoded NDJSON passes through the client's serializer untouched.
                     operations=cast(Any, payload),
-                    index=self._stream,
-                    pipeline=self._cfg.pipeline,
+                    index=target.stream,
+                    pipeline=target.pipeline,
                     # A missing template must never let the first write create a plain index.
                     require_data_stream=True,
                     filter_path="errors,items.*.status,items.*.error,items.*.failure_store",
@@ -669,6 +717,7 @@ class ElasticsearchSink:
 
     async def _settle(
         self,
+        target: _Target,
         positions: Sequence[int],
         items: Sequence[Any],
         documents: Sequence[Document],
@@ -716,7 +765,7 @@ class ElasticsearchSink:
             status, error = fatal
             kind = (error or {}).get("type", "security_exception")
             reason = redact(str((error or {}).get("reason", ""))[:300], self._secrets)
-            raise SinkError(f"Elasticsearch refused the write to {self._stream}: HTTP {status} {kind}: {reason}")
+            raise SinkError(f"Elasticsearch refused the write to {target.stream}: HTTP {status} {kind}: {reason}")
         return retry
 
     def _stop_if_refused_alike(self, results: Sequence[Mapping[str, Any]]) -> None:
@@ -775,8 +824,23 @@ CURSOR_SETTINGS: dict[str, Any] = {"index": {"number_of_shards": 1, "auto_expand
 _PAGE = 1000
 
 
+def stored_group(dataset: str, group: str) -> str:
+    """The `group` field of a cursor document: `<dataset>/<group>`, or the bare group name for
+    `azure.open_ai`, whose cursors were stored that way before datasets existed. The index keeps
+    its original strict mapping, so upgrading needs no mapping change (and no `manage` privilege),
+    and an upgraded poller overwrites the documents an older one wrote (same `_id`)."""
+    return group if dataset == LEGACY_DATASET else f"{dataset}/{group}"
+
+
+def parse_stored_group(value: str) -> tuple[str, str]:
+    """(dataset, group) of a cursor document's `group` field (see `stored_group`)."""
+    dataset, slash, group = value.rpartition("/")
+    return (dataset, group) if slash else (LEGACY_DATASET, value)
+
+
 def cursor_id(account: str, group: str) -> str:
-    """Deterministic document id of one cursor (resource ids can be long; `_id` is ≤ 512 bytes)."""
+    """Deterministic document id of one cursor (resource ids can be long; `_id` is ≤ 512 bytes);
+    `group` as `stored_group` writes it."""
     return hashlib.sha256(f"{account.lower()}\x00{group}".encode()).hexdigest()
 
 
@@ -800,9 +864,9 @@ class ElasticsearchCursorStore:
         self._index = index
         self._ready = False
 
-    async def load(self) -> dict[tuple[str, str], datetime]:
+    async def load(self) -> dict[CursorKey, datetime]:
         """Every stored cursor; empty when the index does not exist yet."""
-        cursors: dict[tuple[str, str], datetime] = {}
+        cursors: dict[CursorKey, datetime] = {}
         after: list[Any] | None = None
         try:
             while True:
@@ -812,7 +876,8 @@ class ElasticsearchCursorStore:
                 hits = page.get("hits", {}).get("hits", [])
                 for hit in hits:
                     source = hit["_source"]
-                    cursors[(source["account"], source["group"])] = _parse_iso(source["cursor"])
+                    dataset, group = parse_stored_group(source["group"])
+                    cursors[(source["account"], dataset, group)] = _parse_iso(source["cursor"])
                 if len(hits) < _PAGE:
                     return cursors
                 after = hits[-1]["sort"]
@@ -832,16 +897,17 @@ class ElasticsearchCursorStore:
         )
         return None if response.meta.status == 404 else response.body
 
-    async def save(self, changes: Mapping[tuple[str, str], datetime]) -> None:
+    async def save(self, changes: Mapping[CursorKey, datetime]) -> None:
         """Store exactly the given cursors (one document each) and make them visible to a restart."""
         if not changes:
             return
         now = _iso(datetime.now(UTC))
         lines: list[bytes] = []
-        for (account, group), moment in sorted(changes.items()):
-            ident = cursor_id(account, group)
+        for (account, dataset, group), moment in sorted(changes.items()):
+            stored = stored_group(dataset, group)
+            ident = cursor_id(account, stored)
             lines.append(orjson.dumps({"index": {"_id": ident}}))
-            source = {"key": ident, "account": account.lower(), "group": group, "cursor": _iso(moment)}
+            source = {"key": ident, "account": account.lower(), "group": stored, "cursor": _iso(moment)}
             lines.append(orjson.dumps({**source, "updated": now}))
         try:
             await self._ensure_index()

@@ -54,6 +54,7 @@ from metrics_poller.testing.es_security import (
     deny_cluster,
     deny_index,
 )
+from metrics_poller.testing import ingest
 
 VERSION = "8.19.0"
 # `http.max_content_length` (HttpTransportSettings.SETTING_HTTP_MAX_CONTENT_LENGTH, default 100mb).
@@ -977,7 +978,9 @@ class Store:
         self.component_templates: dict[str, Json] = {}
         self.indices: dict[str, Index] = {}
         self.data_streams: dict[str, DataStream] = {}
+        # Bodies as PUT (what GET returns) and their parsed form (what bulk runs).
         self.pipelines: dict[str, Json] = {}
+        self.parsed_pipelines: dict[str, ingest.Pipeline] = {}
         # `data_streams.failure_store.enabled`: name patterns of data streams whose failure store is on.
         self.failure_store_patterns: list[str] = []
         self.faults: list[Fault] = []
@@ -1316,12 +1319,13 @@ class Store:
             self._authorize_item(op, target, options.principal)
             self._check_auto_create(target, options.require_data_stream)
             try:
-                self._check_pipelines(target, options.pipeline)
+                requested = meta.get("pipeline", options.pipeline)
+                self._check_pipelines(target, requested)
                 try:
                     source = orjson.loads(raw)
                 except orjson.JSONDecodeError as exc:
                     raise EsError(400, "document_parsing_exception", f"failed to parse: {exc}") from None
-                result.update(self._store(op, meta.get("_id"), target, source, raw))
+                result.update(self._store(op, meta.get("_id"), target, source, raw, requested))
             except EsError as exc:
                 redirected = self._to_failure_store(target, exc, raw, meta.get("_id"))
                 if redirected is None:
@@ -1418,10 +1422,23 @@ class Store:
             return self.create_data_stream(name).write_index
         return self.create_index(name, {})
 
-    def _store(self, op: str, doc_id: str | None, target: str, source: Any, raw: bytes) -> Json:
+    def _store(
+        self, op: str, doc_id: str | None, target: str, source: Any, raw: bytes, pipeline: str | None = None
+    ) -> Json:
         if not isinstance(source, dict):
             raise EsError(400, "document_parsing_exception", "the document must be a JSON object")
         index = self._target(target)
+        name = ingest.resolve(pipeline, index.settings.get("index.default_pipeline"))
+        if name is not None:
+            if name not in self.pipelines:
+                raise EsError(400, "illegal_argument_exception", f"pipeline with id [{name}] does not exist")
+            try:
+                if name not in self.parsed_pipelines:
+                    self.parsed_pipelines[name] = ingest.Pipeline.parse(name, self.pipelines[name])
+                source = self.parsed_pipelines[name].run(source)
+            except ingest.PipelineError as exc:
+                raise EsError(exc.status, exc.kind, exc.reason) from None
+            raw = orjson.dumps(source)
         if index.data_stream is not None:
             if op != "create":
                 raise EsError(
@@ -1869,14 +1886,19 @@ class ElasticsearchServer:
 
     def _pipelines(self, method: str, name: str | None, body: Json) -> tuple[int, Any]:
         """`_ingest/pipeline[/<id>]`. A missing id answers 404 with `{}` (RestGetPipelineAction).
-        Processors are stored, never run: documents pass through unchanged."""
+        Bulk runs the processors `testing/ingest.py` models; PUT refuses the others."""
         pipelines = self.store.pipelines
         if method == "PUT" and name:
             if not isinstance(body.get("processors"), list):
                 raise EsError(400, "parse_exception", "[processors] required property is missing")
+            try:
+                self.store.parsed_pipelines[name] = ingest.Pipeline.parse(name, body)
+            except ingest.PipelineError as exc:
+                raise EsError(exc.status, exc.kind, exc.reason) from None
             pipelines[name] = body
             return 200, {"acknowledged": True}
         if method == "DELETE" and name:
+            self.store.parsed_pipelines.pop(name, None)
             if pipelines.pop(name, None) is None:
                 raise EsError(404, "resource_not_found_exception", f"pipeline [{name}] is missing")
             return 200, {"acknowledged": True}

@@ -1,7 +1,8 @@
 """Compare stored documents with the simulator's ground truth: missing, duplicated, wrong values.
 
 Used by the restart and fault tests, the chaos soak and the benchmarks. A document is identified by
-(account, timestamp, dimension map); its value is the set of `azure.open_ai.<field>.<suffix>` numbers.
+(account, timestamp, dimension map); its value is the set of `azure.<metric object>.<field>.<suffix>`
+numbers of its dataset (`azure.open_ai.*` by default), scaled as the dataset declares.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from metrics_poller.catalog import AGGREGATION_KEY, AGGREGATION_SUFFIX, MetricGroup, dimension_key
+from metrics_poller.datasets import OPEN_AI, Dataset
 
 INVENTORY_DATASET = "azure.ai_deployment"
 DocKey = tuple[str, str, frozenset[tuple[str, str]]]  # (account key, @timestamp, dimensions)
@@ -72,6 +74,7 @@ def expected_documents(
     start: datetime,
     end: datetime,
     grain: str = "PT1M",
+    dataset: Dataset = OPEN_AI,
 ) -> dict[DocKey, dict[str, float]]:
     """Every document the poller should store for `accounts` ((id, key) pairs) over `[start, end)`."""
     out: dict[DocKey, dict[str, float]] = {}
@@ -79,6 +82,7 @@ def expected_documents(
         for group in groups:
             aggregations = {AGGREGATION_KEY[a] for a in group.aggregations}
             for metric in group.metrics:
+                divisor = dataset.divisor(metric)
                 series = truth.expected(account_id, metric.name, start, end, grain, list(group.dimensions))
                 for dims, points in series.items():
                     dim_key = frozenset((dimension_key(name), value) for name, value in dims)
@@ -86,7 +90,7 @@ def expected_documents(
                         fields = out.setdefault((account_key, stamp(moment), dim_key), {})
                         for agg, value in values.items():
                             if agg in aggregations:
-                                fields[f"{metric.field}.{_SUFFIX_OF_KEY[agg]}"] = value
+                                fields[f"{metric.field}.{_SUFFIX_OF_KEY[agg]}"] = value / divisor
     return {k: v for k, v in out.items() if v}
 
 
@@ -96,9 +100,12 @@ def stored_key(document: Mapping[str, Any]) -> DocKey:
     return (azure["resource"]["id"].lower(), document["@timestamp"], frozenset(dims.items()))
 
 
-def stored_values(document: Mapping[str, Any]) -> dict[str, float]:
+def stored_values(document: Mapping[str, Any], dataset: Dataset = OPEN_AI) -> dict[str, float]:
+    metrics: Any = document["azure"]
+    for part in dataset.metric_object:
+        metrics = metrics.get(part, {})
     values: dict[str, float] = {}
-    for metric, aggregates in document["azure"].get("open_ai", {}).items():
+    for metric, aggregates in metrics.items():
         for suffix, value in aggregates.items():
             values[f"{metric}.{suffix}"] = value
     return values
@@ -109,18 +116,19 @@ def compare(
     stored: Iterable[Mapping[str, Any]],
     *,
     only_within: tuple[str, str] | None = None,
+    dataset: Dataset = OPEN_AI,
 ) -> Comparison:
-    """Diff stored documents against the expectation; `only_within` limits stored docs to a
-    `[start, end)` range of `@timestamp` strings (documents outside it are ignored)."""
+    """Diff the dataset's stored documents against the expectation (documents of other datasets are
+    ignored); `only_within` limits stored docs to a `[start, end)` range of `@timestamp` strings."""
     pairs = []
     for hit in stored:
         document = hit.get("_source", hit)  # search hits or plain documents
-        if document.get("data_stream", {}).get("dataset") == INVENTORY_DATASET:
-            continue  # the inventory's documents have their own ground truth (inventory_truth)
+        if document.get("data_stream", {}).get("dataset", dataset.name) != dataset.name:
+            continue  # another dataset's (the inventory's have their own ground truth, inventory_truth)
         key = stored_key(document)
         if only_within and not (only_within[0] <= key[1] < only_within[1]):
             continue
-        pairs.append((key, stored_values(document)))
+        pairs.append((key, stored_values(document, dataset)))
     return compare_keyed(expected, pairs)
 
 

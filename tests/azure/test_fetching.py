@@ -343,6 +343,7 @@ async def test_hand_built_batch_request_is_the_one_the_sdk_sends(sim: Simulator)
             raw_response_hook=record,
         )
         request = batch_request(
+            "Microsoft.CognitiveServices/accounts",
             accounts[0].subscription_id,
             [a.id for a in accounts],
             tokens.metric_names,

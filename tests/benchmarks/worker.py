@@ -110,6 +110,7 @@ async def _cycle(params: dict[str, Any]) -> dict[str, Any]:
         "calls_by_status": {f"{r} {s}": n for (r, s), n in sorted(calls.items())},
         "documents": sum(report.documents.values()),
         "documents_by_outcome": dict(report.documents),
+        "documents_by_dataset": dict(report.stored_by_dataset),
         "es_stored": stored,
         "wall": wall,
         "cpu": cpu,

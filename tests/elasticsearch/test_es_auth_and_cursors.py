@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -124,9 +125,10 @@ async def test_cursor_store_round_trips_and_survives_a_new_client(
         assert await store.load() == {}
         t1 = datetime(2024, 4, 11, 1, 45, tzinfo=UTC)
         account = "/SUBSCRIPTIONS/ABC/resourceGroups/rg/providers/Microsoft.CognitiveServices/accounts/A1"
-        await store.save({(account, "requests"): t1, ("acc2", "tokens"): t1 + timedelta(minutes=5)})
-        await store.save({(account, "requests"): t1 + timedelta(minutes=10)})
-        await store.save({("acc2", "tokens"): t1})  # stores exactly what it is given, even backwards
+        requests, tokens = (account, "azure.open_ai", "requests"), ("acc2", "azure.ai_foundry", "tokens")
+        await store.save({requests: t1, tokens: t1 + timedelta(minutes=5)})
+        await store.save({requests: t1 + timedelta(minutes=10)})
+        await store.save({tokens: t1})  # stores exactly what it is given, even backwards
 
         fresh = build_client(cfg)
         try:
@@ -134,8 +136,8 @@ async def test_cursor_store_round_trips_and_survives_a_new_client(
         finally:
             await fresh.close()
         assert loaded == {
-            (account.lower(), "requests"): t1 + timedelta(minutes=10),
-            ("acc2", "tokens"): t1,
+            (account.lower(), "azure.open_ai", "requests"): t1 + timedelta(minutes=10),
+            ("acc2", "azure.ai_foundry", "tokens"): t1,
         }
         assert all(v.tzinfo is not None and v.utcoffset() == timedelta(0) for v in loaded.values())
     finally:
@@ -152,11 +154,49 @@ async def test_cursor_store_pages_and_coexists_with_fleet_templates(server: Elas
         )
         store = ElasticsearchCursorStore(client)
         moment = datetime(2024, 1, 1, tzinfo=UTC)
-        cursors = {(f"account-{i:04d}", "requests"): moment + timedelta(minutes=i) for i in range(2100)}
+        cursors = {
+            (f"account-{i:04d}", "azure.open_ai", "requests"): moment + timedelta(minutes=i) for i in range(2100)
+        }
         await store.save(cursors)
         assert await ElasticsearchCursorStore(client).load() == cursors
         assert server.store.indices[CURSOR_INDEX].data_stream is None
         assert server.requests["POST _search"] >= 3  # 1000 per page
+    finally:
+        await client.close()
+
+
+async def test_cursor_documents_written_before_datasets_are_read_and_overwritten(server: ElasticsearchServer) -> None:
+    """A cursor index an older poller wrote (strict mapping, bare group names) keeps working: its
+    cursors are `azure.open_ai`'s, saving one overwrites its document, other datasets are added."""
+    cfg = Elasticsearch(hosts=[server.url])
+    client = build_client(cfg)
+    try:
+        legacy_mappings = {
+            "dynamic": "strict",
+            "properties": {
+                name: {"type": "date" if name in ("cursor", "updated") else "keyword"}
+                for name in ("key", "account", "group", "cursor", "updated")
+            },
+        }
+        await client.indices.create(index=CURSOR_INDEX, mappings=legacy_mappings)
+        account = "/subscriptions/s/resourcegroups/rg/providers/microsoft.cognitiveservices/accounts/a"
+        old_id = hashlib.sha256(f"{account}\x00requests".encode()).hexdigest()  # the id older versions used
+        source = {"key": old_id, "account": account, "group": "requests", "cursor": "2024-01-01T00:05:00.000Z"}
+        await client.bulk(index=CURSOR_INDEX, operations=[{"index": {"_id": old_id}}, source], refresh=True)
+
+        store = ElasticsearchCursorStore(client)
+        t0 = datetime(2024, 1, 1, 0, 5, tzinfo=UTC)
+        assert await store.load() == {(account, "azure.open_ai", "requests"): t0}
+        later = t0 + timedelta(minutes=5)
+        await store.save(
+            {(account, "azure.open_ai", "requests"): later, (account, "azure.ai_foundry", "models_tokens"): t0}
+        )
+        assert await ElasticsearchCursorStore(client).load() == {
+            (account, "azure.open_ai", "requests"): later,
+            (account, "azure.ai_foundry", "models_tokens"): t0,
+        }
+        response = await client.count(index=CURSOR_INDEX)
+        assert response["count"] == 2  # the old document was overwritten, not duplicated
     finally:
         await client.close()
 

@@ -16,8 +16,8 @@ import pytest
 from elasticsearch import AsyncElasticsearch
 
 from metrics_poller import templates
-from metrics_poller.catalog import all_fields
 from metrics_poller.config import Elasticsearch
+from metrics_poller.datasets import OPEN_AI
 from metrics_poller.model import Outcome
 from metrics_poller.sinks.elasticsearch import ElasticsearchSink, build_client, setup
 from metrics_poller.testing.es_server import ElasticsearchServer, Store
@@ -41,7 +41,7 @@ async def test_every_document_field_gets_the_contract_type(
             expected = explicit.get(path, "keyword")  # tags: keyword via the dynamic template
             assert mapped.get(path) == expected, f"{path}: mapped {mapped.get(path)}, want {expected}"
     # Every value was written as a JSON integer; dynamic mapping would have said long everywhere.
-    for path, es_type in all_fields().items():
+    for path, es_type in OPEN_AI.all_fields().items():
         assert mapped[path] == es_type
 
 

@@ -8,7 +8,8 @@ from typing import Any
 import orjson
 
 from metrics_poller import templates
-from metrics_poller.catalog import ALL_DIMENSIONS, all_fields, dimension_key
+from metrics_poller.catalog import dimension_key
+from metrics_poller.datasets import DATASETS, OPEN_AI
 
 
 def _dynamic_match(path: str) -> dict[str, object] | None:
@@ -21,7 +22,7 @@ def _dynamic_match(path: str) -> dict[str, object] | None:
 
 def test_every_catalogue_field_is_mapped_with_its_type_as_a_gauge() -> None:
     fields = templates.field_mappings()
-    for path, es_type in all_fields().items():
+    for path, es_type in OPEN_AI.all_fields().items():
         assert fields[path] == {"type": es_type, "time_series_metric": "gauge"}, path
     # The contract's types: integer totals long, statistics and fractional totals float.
     assert fields["azure.open_ai.requests.total"]["type"] == "long"
@@ -42,16 +43,17 @@ def test_every_leaf_of_every_document_kind_is_mapped_explicitly_or_by_a_dynamic_
                 assert _dynamic_match(path) == {"type": "keyword", "ignore_above": 1024}
             else:
                 assert path in fields, f"{path} is not mapped explicitly"
-    assert set(all_fields()) <= seen  # the documents really cover the catalogue
+    assert set(OPEN_AI.all_fields()) <= seen  # the documents really cover the catalogue
 
 
 def test_dimensions_are_keyword_dimensions_and_unknown_ones_too() -> None:
+    for dataset in DATASETS:
+        for name in dataset.dimensions:
+            assert templates.field_mappings(dataset)[f"azure.dimensions.{dimension_key(name)}"] == {
+                "type": "keyword",
+                "time_series_dimension": True,
+            }
     fields = templates.field_mappings()
-    for name in ALL_DIMENSIONS:
-        assert fields[f"azure.dimensions.{dimension_key(name)}"] == {
-            "type": "keyword",
-            "time_series_dimension": True,
-        }
     for path in ("azure.dimensions.fingerprint", "azure.namespace", "azure.timegrain", "azure.resource.id"):
         assert fields[path]["time_series_dimension"] is True
     assert _dynamic_match("azure.dimensions.some_new_dimension") == {

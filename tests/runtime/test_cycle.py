@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from runtime_support import NOW, parse, poller_config, read_ndjson
 
-from metrics_poller.catalog import GROUPS, select_groups
+from metrics_poller.catalog import FOUNDRY_GROUPS, GROUPS, select_groups
 from metrics_poller.cycle import Poller
 from metrics_poller.runtime import create_poller
 from metrics_poller.simulator import FaultRule, Simulator
@@ -59,7 +59,7 @@ async def test_two_consecutive_cycles_store_exactly_the_ground_truth(sim: Simula
 
     cursors = await FileCursorStore(cfg.state.path).load()
     assert set(cursors.values()) == {end}
-    assert len(cursors) == len(openai_accounts(sim)) * len(GROUPS)
+    assert len(cursors) == len(openai_accounts(sim)) * (len(GROUPS) + len(FOUNDRY_GROUPS))  # both default datasets
 
 
 async def test_a_cycle_with_nothing_new_does_nothing(sim: Simulator, tmp_path: Path) -> None:
@@ -90,9 +90,9 @@ async def test_one_failing_account_keeps_its_cursor_and_others_advance(sim: Simu
     assert len(report.failed_accounts) == 1
 
     cursors = await FileCursorStore(cfg.state.path).load()
-    assert (victim.id.lower(), "tokens") not in cursors
+    assert (victim.id.lower(), "azure.open_ai", "tokens") not in cursors
     others = [a for a in openai_accounts(sim) if a[1] != victim.id.lower()]
-    assert all((key, "tokens") in cursors for _, key in others)
+    assert all((key, "azure.open_ai", "tokens") in cursors for _, key in others)
 
     end = window_end(NOW, LATENCY, GRAIN)
     expected = expected_documents(sim, others, select_groups(["tokens"]), end - timedelta(minutes=5), end)
@@ -148,12 +148,12 @@ async def test_cancelling_a_cycle_keeps_cursors_only_for_stored_units(sim: Simul
         sim.faults.clear()
         await poller.close()
     cursors = await FileCursorStore(cfg.state.path).load()
-    groups = {group for _, group in cursors}
+    groups = {group for _, _, group in cursors}
     assert "realtime" not in groups  # never acknowledged
     assert groups == {"requests"}  # the quick units were acknowledged and kept
     end = window_end(NOW, LATENCY, GRAIN)
     stored = read_ndjson(tmp_path / "out.ndjson")
-    for account_key, group in cursors:
+    for account_key, _, group in cursors:
         account_id = next(a.id for a in sim.accounts if a.id.lower() == account_key)
         expected = expected_documents(
             sim, [(account_id, account_key)], select_groups([group]), end - timedelta(minutes=5), end

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from metrics_poller.catalog import GROUPS, GROUPS_BY_NAME
 from metrics_poller.cycle import owned
+from metrics_poller.datasets import OPEN_AI
 from metrics_poller.model import Account, MetricDefinition
 from metrics_poller.planning import BATCH_LIMIT, Settings, families, plan, prune_group, shard_of
 
@@ -29,8 +30,8 @@ def account(sub: str, region: str, n: int) -> Account:
     return Account(rid, f"{region}-{n}", sub, "rg", region, "OpenAI")
 
 
-def everything(accounts: list[Account]) -> dict[tuple[str, str], None]:
-    return {(a.subscription_id.lower(), a.location.lower()): None for a in accounts}
+def everything(accounts: list[Account]) -> dict[tuple[str, str, str], None]:
+    return {(a.subscription_id.lower(), a.location.lower(), a.type.lower()): None for a in accounts}
 
 
 def test_batches_never_mix_subscriptions_or_regions_and_hold_at_most_50() -> None:
@@ -38,7 +39,7 @@ def test_batches_never_mix_subscriptions_or_regions_and_hold_at_most_50() -> Non
         account(s, r, n) for s in ("s1", "s2") for r in ("eastus", "westeurope", "swedencentral") for n in range(23)
     ]
     accounts += [account("s1", "eastus", 100 + n) for n in range(60)]  # 83 in s1/eastus
-    work = plan(accounts, GROUPS, everything(accounts), {}, NOW, SETTINGS)
+    work = plan(OPEN_AI, accounts, GROUPS, everything(accounts), {}, NOW, SETTINGS)
     seen = set()
     for unit in work.units:
         assert 1 <= len(unit.accounts) <= BATCH_LIMIT
@@ -51,7 +52,7 @@ def test_batches_never_mix_subscriptions_or_regions_and_hold_at_most_50() -> Non
 
 def test_query_count_for_120_accounts_is_ceil_120_over_50_times_groups() -> None:
     accounts = [account("s1", "eastus", n) for n in range(120)]
-    work = plan(accounts, GROUPS, everything(accounts), {}, NOW, SETTINGS)
+    work = plan(OPEN_AI, accounts, GROUPS, everything(accounts), {}, NOW, SETTINGS)
     assert work.query_count == math.ceil(120 / 50) * len(GROUPS)
 
 
@@ -68,8 +69,8 @@ def test_family_members_share_one_window_from_the_oldest_cursor() -> None:
     a = account("s1", "eastus", 1)
     old = datetime(2026, 3, 1, 11, 0, tzinfo=UTC)
     newer = datetime(2026, 3, 1, 11, 30, tzinfo=UTC)
-    cursors = {(a.key, "ptu_tokens_total"): newer, (a.key, "ptu_tokens_stats"): old}
-    work = plan([a], GROUPS, everything([a]), cursors, NOW, SETTINGS)
+    cursors = {(a.key, OPEN_AI.name, "ptu_tokens_total"): newer, (a.key, OPEN_AI.name, "ptu_tokens_stats"): old}
+    work = plan(OPEN_AI, [a], GROUPS, everything([a]), cursors, NOW, SETTINGS)
     (unit,) = [u for u in work.units if {g.name for g in u.groups} == {"ptu_tokens_total", "ptu_tokens_stats"}]
     assert unit.windows[0].start == old
     assert unit.windows[-1].end == datetime(2026, 3, 1, 12, 3, tzinfo=UTC)
@@ -87,14 +88,15 @@ def test_pruning_drops_what_definitions_do_not_offer() -> None:
 
 def test_region_without_definitions_is_left_out() -> None:
     a, b = account("s1", "eastus", 1), account("s1", "westus", 1)
-    work = plan([a, b], GROUPS, {("s1", "eastus"): None}, {}, NOW, SETTINGS)
+    definitions = {("s1", "eastus", OPEN_AI.resource_type.lower()): None}
+    work = plan(OPEN_AI, [a, b], GROUPS, definitions, {}, NOW, SETTINGS)
     assert {x.key for u in work.units for x in u.accounts} == {a.key}
 
 
 def test_long_downtime_is_split_into_sub_windows_and_gap_reported() -> None:
     a = account("s1", "eastus", 1)
-    cursors = {(a.key, g.name): NOW - timedelta(days=3) for g in GROUPS}
-    work = plan([a], GROUPS, everything([a]), cursors, NOW, SETTINGS)
+    cursors = {(a.key, OPEN_AI.name, g.name): NOW - timedelta(days=3) for g in GROUPS}
+    work = plan(OPEN_AI, [a], GROUPS, everything([a]), cursors, NOW, SETTINGS)
     assert work.gaps and all(g.account_key == a.key for g in work.gaps)
     for unit in work.units:
         assert len(unit.windows) in (24, 25)

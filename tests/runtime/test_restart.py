@@ -117,7 +117,7 @@ async def test_sink_outage_leaves_cursors_and_the_next_cycle_fills_the_gap(
         during = await FileCursorStore(cfg.state.path).load()
         moved = {key: (after_first[key], during[key]) for key in during if during[key] != after_first.get(key)}
         assert moved, "expected some windows with nothing to write (e.g. PTU metrics without PTU deployments)"
-        for (account_key, group), (old, new) in moved.items():
+        for (account_key, _, group), (old, new) in moved.items():
             account_id = next(a for a, k in accounts_of(sim) if k == account_key)
             # A cursor may move during the outage only over a window that had nothing to store.
             assert not expected_documents(sim, [(account_id, account_key)], select_groups([group]), old, new)

@@ -90,7 +90,8 @@ def test_health_then_sigterm_mid_cycle_exits_0_leaving_cursors_only_for_stored_w
     cursors = json.loads(cursors_file.read_text())["cursors"]
     assert first.id  # the simulator has accounts
     for key, value in cursors.items():
-        account_key, group = key.rsplit("|", 1)
+        account_key, dataset, group = key.rsplit("|", 2)
+        assert dataset == "azure.open_ai"
         end = decode_cursor(value)
         account_id = next(a.id for a in sim.accounts if a.id.lower() == account_key)
         expected = expected_documents(

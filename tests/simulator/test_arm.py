@@ -11,7 +11,7 @@ from azure.mgmt.monitor import MonitorManagementClient
 from azure.mgmt.resource.resources import ResourceManagementClient
 from simulator_support import NAMESPACE, SPEC, credential_for, make_sim, openai_accounts, raw, window
 
-from metrics_poller.catalog import METRICS, METRICS_BY_NAME
+from metrics_poller.catalog import ACCOUNT_METRICS, METRICS_BY_NAME
 from metrics_poller.simulator import Simulator
 
 ACCOUNTS_FILTER = "resourceType eq 'Microsoft.CognitiveServices/accounts'"
@@ -87,7 +87,7 @@ def test_get_by_id_and_deleted_accounts() -> None:
 def test_metric_definitions(sim: Simulator, monitor: MonitorManagementClient, arm_token: str) -> None:
     account = openai_accounts(sim)[0]
     definitions = {d.name.value: d for d in monitor.metric_definitions.list(account.id, metricnamespace=NAMESPACE)}
-    assert set(definitions) == {m.name for m in METRICS}
+    assert set(definitions) == {m.name for m in ACCOUNT_METRICS}  # both families of the namespace
     requests = definitions["AzureOpenAIRequests"]
     assert [d.value for d in requests.dimensions] == list(METRICS_BY_NAME["AzureOpenAIRequests"].dimensions)
     assert requests.primary_aggregation_type == "Total"
