@@ -88,6 +88,7 @@ class CallError(Exception):
         code: str | None = None,
         credential: bool = False,
         retryable: bool = False,
+        deferred: bool = False,
     ) -> None:
         super().__init__(reason)
         self.reason = reason
@@ -95,6 +96,7 @@ class CallError(Exception):
         self.code = code
         self.credential = credential  # the token could not be obtained: no request reached the service
         self.retryable = retryable
+        self.deferred = deferred  # a Retry-After too long for this cycle: the work waits for the next
 
 
 class DefinitionsError(Exception):
@@ -206,6 +208,11 @@ def parse_definitions(bodies: Iterable[Any]) -> dict[str, MetricDefinition]:
     return out
 
 
+def batch_scope(query: Query) -> str:
+    """What a getBatch `Retry-After` holds back: the calls of one (subscription, region)."""
+    return f"getBatch of subscription {query.subscription_id.lower()} in {query.region.lower()}"
+
+
 def account_reason(err: CallError) -> str:
     """The one-line reason recorded against an account for a call that failed."""
     if err.status == 404:
@@ -302,8 +309,41 @@ def arm_bucket(subscription_id: str, now: float) -> TokenBucket:
     return _ARM_BUCKETS[key]
 
 
+class Holds:
+    """When each throttle scope may be called again, as the service said with `Retry-After`.
+
+    ARM refuses a request sent before its `Retry-After` has elapsed and answers it with a new 429
+    (azure-monitor.md §4, a 309 s wait seen on metricDefinitions), so every call of a scope waits for
+    the hold, whichever caller it comes from; a wait that does not fit is left for a later cycle."""
+
+    def __init__(self) -> None:
+        self._until: dict[str, float] = {}
+        self._told: set[str] = set()  # scopes whose current hold was already reported
+
+    def remaining(self, scope: str, now: float) -> float:
+        return max(0.0, self._until.get(scope, 0.0) - now)
+
+    def hold(self, scope: str, until: float, now: float) -> None:
+        current = self._until.get(scope, 0.0)
+        if current <= now:
+            self._told.discard(scope)  # a new hold, to be reported afresh
+        if until > current:
+            self._until[scope] = until
+
+    def first_report(self, scope: str) -> bool:
+        """True once per hold: the deferral it causes is logged once, not once per call."""
+        if scope in self._told:
+            return False
+        self._told.add(scope)
+        return True
+
+
 class Retrier:
-    """Runs one Azure call with bounded concurrency, our own retries, and a hard deadline."""
+    """Runs one Azure call with bounded concurrency, our own retries, and a hard deadline.
+
+    `Retry-After` is always honoured, never shortened: a wait longer than `retry_after_cap` or past
+    the deadline is not waited out; the call fails at once as deferred (`CallError.deferred`) and its
+    work is left for the next cycle, whose calls of that scope wait until the hold has passed."""
 
     def __init__(
         self,
@@ -313,8 +353,10 @@ class Retrier:
         *,
         rng: Callable[[], float] = random.random,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        holds: Holds | None = None,
     ) -> None:
         self._retry = cfg.retry
+        self._holds = holds if holds is not None else Holds()
         self._timeout = cfg.request_timeout
         self._limit = limit
         self._clock = clock
@@ -331,13 +373,22 @@ class Retrier:
         counter: Counter | None = None,
         *,
         subscription_id: str | None = None,
+        scope: str | None = None,
     ) -> T:
         """`call` makes one SDK request with `capture.hooks()`; `parse(value, capture)` turns its
-        result (None when the SDK choked on a 200 body) into T or raises `_Malformed`."""
+        result (None when the SDK choked on a 200 body) into T or raises `_Malformed`. `scope` names
+        what a `Retry-After` holds back (default: ARM reads of `subscription_id`)."""
         retries = 0
         malformed = 0
         last: CallError | None = None
+        if scope is None and subscription_id is not None:
+            scope = f"ARM reads of subscription {subscription_id.lower()}"
         while True:
+            if scope is not None:
+                held = self._holds.remaining(scope, self._clock())
+                if held > 0:
+                    self._check_wait(route, scope, held, deadline, last)
+                    await self._sleep(held)
             if subscription_id is not None:
                 pause = arm_bucket(subscription_id, self._clock()).take(self._clock())
                 if self._clock() + pause >= deadline:
@@ -381,11 +432,14 @@ class Retrier:
             else:
                 last = self._classify(error, capture)
 
+            waited = retry_after_seconds(capture.headers) if capture.status != 200 else None
+            if waited and scope is not None:
+                self._holds.hold(scope, self._clock() + waited, self._clock())
             if not last.retryable or retries + 1 >= self._retry.attempts:
                 raise last
-            waited = retry_after_seconds(capture.headers)
             if waited is not None:
-                delay = min(waited, self._retry.retry_after_cap)
+                self._check_wait(route, scope, waited, deadline, last)
+                delay = waited
             else:
                 delay = backoff_delay(
                     retries, self._retry.backoff_initial, self._retry.backoff_max, self._rng()
@@ -459,6 +513,25 @@ class Retrier:
                 retryable=True,
             )
         return CallError(scrub(f"unexpected {type(error).__name__}: {error}", self._secrets))
+
+    def _check_wait(
+        self, route: str, scope: str | None, wait: float, deadline: float, last: CallError | None
+    ) -> None:
+        """Raise a deferred `CallError` when the server's wait is longer than this cycle may wait."""
+        cap = self._retry.retry_after_cap
+        if wait > cap:
+            why = f"longer than azure.retry.retry_after_cap ({cap:g}s)"
+        elif self._clock() + wait >= deadline:
+            why = "past the cycle deadline"
+        else:
+            return
+        what = f"Azure asked to wait {wait:.0f}s (Retry-After) before the next {route} call, {why}"
+        if scope is None or self._holds.first_report(scope):
+            log.warning("%s (%s): its work is left for the next cycle, nothing is lost", what, scope or route)
+        error = self._gave_up(last, f"{what}; left for the next cycle")
+        error.deferred = True
+        error.retryable = True
+        raise error
 
     @staticmethod
     def _gave_up(last: CallError | None, why: str) -> CallError:
@@ -861,7 +934,9 @@ class Fetcher:
             await send_batch(client, request, **capture.hooks())
 
         try:
-            values = await self._retrier.run("getBatch", call, _batch_values, deadline, run.counter)
+            values = await self._retrier.run(
+                "getBatch", call, _batch_values, deadline, run.counter, scope=batch_scope(query)
+            )
         except CallError as err:
             await self._batch_failed(query, accounts, top, deadline, run, err)
             return

@@ -111,6 +111,18 @@ class _ArmBuckets:
         return tokens - 1.0
 
 
+def hold_scope(route: Route) -> str | None:
+    """What one 429 holds back: ARM reads per subscription (its throttles are per subscription and
+    principal), getBatch per (subscription, region) (one regional endpoint per call)."""
+    if route.subscription is None:
+        return None
+    if route.name == "getBatch":
+        return f"getBatch:{route.subscription.lower()}:{(route.region or '').lower()}"
+    if route.name in ARM_ROUTES:
+        return f"arm:{route.subscription.lower()}"
+    return None
+
+
 class Simulator:
     """Azure Entra ID, ARM, Azure Monitor metrics and getBatch, served over HTTPS on loopback."""
 
@@ -320,6 +332,13 @@ class Simulator:
         try:
             if self.spec.latency:
                 await asyncio.sleep(self.spec.latency)
+            scope = hold_scope(route)
+            held = self.faults.holds.remaining(scope) if scope is not None else 0.0
+            if scope is not None and held > 0:
+                self.faults.holds.refuse()
+                reply = self._too_early(route, math.ceil(held))
+                status = reply.status
+                return _response(reply)
             text = f"{unquote(request.path)}?{unquote(request.query_string)}\n".lower()
             text += body.decode("utf-8", "replace").lower()
             rule = self.faults.pick(route.name, text)
@@ -330,11 +349,25 @@ class Simulator:
                 await asyncio.sleep(rule.delay)
             reply = self._fault_reply(rule, route, request) or self._answer(route, request, body, rule)
             status = reply.status
+            wait = reply.headers.get("Retry-After") if status == 429 else None
+            if scope is not None and wait is not None and wait.isdigit() and int(wait) > 0:
+                self.faults.holds.hold(scope, int(wait))
             return _response(reply)
         except _Dropped:
             raise web.HTTPException() from None  # never sent: the connection is already gone
         finally:
             self._count(route.name, status)
+
+    def _too_early(self, route: Route, wait: int) -> Reply:
+        error = ApiError(
+            429,
+            "SubscriptionRequestsThrottled",
+            f"Number of requests for subscription '{route.subscription}' exceeded the limit. "
+            f"Please try again after '{wait}' seconds.",
+            backend=False,
+            retry_after=wait,
+        )
+        return _error_reply(error, route.name)
 
     async def _drop(self, request: web.Request, rule: FaultRule) -> None:
         transport = request.transport

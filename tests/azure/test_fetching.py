@@ -203,6 +203,12 @@ async def test_transient_faults_are_retried(sim: Simulator, kind: str, route: st
     async with stack(sim, api=api, request_timeout=1.0) as s:
         results = await run_all(s.fetcher, qs)
     assert_intact(sim, results)
+    if kind == "429":
+        # A 429 holds back its whole scope, as ARM does: requests of that scope already on their way
+        # are refused too; each is retried once the Retry-After has passed, none before.
+        assert sim.faults.holds.early == sim.call_count(route) - baseline - 1
+        assert sum(r.calls for r in results) == sim.call_count(route)
+        return
     # (the simulator counts a held request only when it lets go of it, after this test's reads)
     assert sim.call_count(route) == baseline + (0 if kind == "timeout" else 1)
     # aiohttp itself re-sends an idempotent GET once when a reused connection is reset
@@ -271,22 +277,45 @@ async def test_per_metric_error_does_not_fail_the_account(sim: Simulator) -> Non
 # -------------------------------------------------------------------------------------- deadline, auth
 
 
-async def test_long_retry_after_is_capped_and_the_deadline_holds(sim: Simulator) -> None:
+async def test_retry_after_longer_than_the_cap_is_honoured_not_shortened(sim: Simulator) -> None:
+    """A Retry-After beyond `retry_after_cap` is never cut short (ARM would refuse the early retry):
+    the work is left for the next cycle, whose calls wait for the hold, then everything arrives."""
     region = sim.accounts[0].location
-    sim.faults.add(FaultRule(route="getBatch", kind="429", retry_after=300, match=region, times=None))
-    accounts = sim_accounts(sim)
-    qs = queries(accounts, [group("tokens")], recent_window())
+    sim.faults.add(FaultRule(route="getBatch", kind="429", retry_after=2, match=region, times=1))
+    accounts = [a for a in sim_accounts(sim) if a.location == region and a.subscription_id == sim.subscription_ids[0]]
+    query = queries(accounts, [group("tokens")], recent_window())[0]
     retry = {"attempts": 5, "backoff_initial": 0.01, "backoff_max": 0.05, "retry_after_cap": 1.0}
     async with stack(sim, api="batch", retry=retry) as s:
         started = time.monotonic()
-        deadline = started + 2.5
-        results = list(await asyncio.gather(*(s.fetcher.fetch(q, deadline) for q in qs)))
+        first = await s.fetcher.fetch(query, started + 30)
+        assert time.monotonic() - started < 1.0  # did not wait: 2 s is more than this cycle may wait
+        assert set(first.failed) == {a.key for a in accounts}
+        assert all("left for the next cycle" in r and "429" in r for r in first.failed.values())
+        again = await s.fetcher.fetch(query, time.monotonic() + 30)  # the next cycle, within the hold
+        assert set(again.failed) == set(first.failed) and again.calls == 0
+        assert sim.call_count("getBatch") == 1
+        await asyncio.sleep(max(0.0, started + 2.05 - time.monotonic()))
+        last = await s.fetcher.fetch(query, time.monotonic() + 30)
+    assert sim.faults.holds.early == 0  # never asked before the Retry-After had passed
+    assert sim.call_count("getBatch") == 2
+    assert sample("metrics_poller_azure_throttled_total", route="getBatch", status="429") > 0
+    assert_intact(sim, [last])
+
+
+async def test_retry_after_past_the_deadline_is_not_waited_for(sim: Simulator) -> None:
+    region = sim.accounts[0].location
+    sim.faults.add(FaultRule(route="getBatch", kind="429", retry_after=2, match=region, times=None))
+    accounts = sim_accounts(sim)
+    qs = queries(accounts, [group("tokens")], recent_window())
+    async with stack(sim, api="batch") as s:  # retry_after_cap 2 s: the wait would be honoured...
+        started = time.monotonic()
+        results = list(await asyncio.gather(*(s.fetcher.fetch(q, started + 1.0) for q in qs)))
         elapsed = time.monotonic() - started
-    assert elapsed < 2.5 + 0.3  # capped at 1 s per retry, and never past the deadline
+    assert elapsed < 1.0  # ...but not past a deadline 1 s away: no sleeping towards it
     lost = {a.key for a in accounts if a.location == region}
     assert set(failed(results)) == lost
-    assert all("429" in reason for reason in failed(results).values())
-    assert sample("metrics_poller_azure_throttled_total", route="getBatch", status="429") > 0
+    assert all("past the cycle deadline" in reason for reason in failed(results).values())
+    assert sim.faults.holds.early == 0
     assert_intact(sim, results, skip=lost)
 
 
