@@ -70,6 +70,14 @@ MALFORMED_RETRIES = 1
 # A failed definitions read is not retried by every caller in the next seconds (metricDefinitions is
 # throttled at 400 reads per 5 min): remember the failure this long.
 DEFINITIONS_NEGATIVE_TTL = 60.0
+# A subscription whose getBatch answered 401 is read per resource for this long, then getBatch is tried
+# again: the role may have been granted since, and one transient 401 must not switch it for good.
+BATCH_REPROBE = 3600.0
+BATCH_ROLE_ADVICE = "getBatch needs Monitoring Reader on the subscription"
+INSIGHTS_ADVICE = (
+    "getBatch answers 403 when the Microsoft.Insights resource provider is not registered on the "
+    "subscription: az provider register --namespace Microsoft.Insights --subscription {subscription}"
+)
 _AGGREGATION_BY_LOWER = {name.lower(): name for name in AGGREGATION_KEY}
 _BEARER = re.compile(r"(?i)\b(bearer\s+)[A-Za-z0-9._~+/=-]+")
 
@@ -219,6 +227,8 @@ def account_reason(err: CallError) -> str:
         return f"not found (deleted?): {err.reason}"
     if err.status == 403:
         return f"forbidden: {err.reason} (grant Monitoring Reader on the account)"
+    if err.status == 409 and (err.code or "").lower() == "missingsubscriptionregistration":
+        return f"{err.reason} (register it: az provider register --namespace Microsoft.Insights)"
     return err.reason
 
 
@@ -755,7 +765,9 @@ class Fetcher:
         self._retrier = Retrier(cfg, self._limit, clock)
         self._metrics_clients: dict[str, MetricsClient] = {}
         self._monitor_clients: dict[str, MonitorManagementClient] = {}
-        self._arm_only: set[str] = set()  # subscriptions where getBatch was refused (auto mode)
+        # Subscriptions whose getBatch answered 401 (auto mode) → when to try getBatch again.
+        self._arm_only: dict[str, float] = {}
+        self._unregistered: set[str] = set()  # subscriptions whose 403 advice was logged
         self._definitions: dict[tuple[str, str], _Definitions] = {}
         self._inflight: dict[tuple[str, str], asyncio.Future[dict[str, MetricDefinition]]] = {}
 
@@ -903,7 +915,7 @@ class Fetcher:
         run = _Pass()
         if not accounts:
             return run
-        if self._cfg.api == "arm" or query.subscription_id.lower() in self._arm_only:
+        if self._cfg.api == "arm" or self._per_resource(query.subscription_id):
             await self._arm_all(query, accounts, top, deadline, run)
         else:
             await self._batch(query, accounts, top, deadline, run)
@@ -961,15 +973,19 @@ class Fetcher:
     async def _batch_failed(
         self, query: Query, accounts: Sequence[Account], top: int, deadline: float, run: _Pass, err: CallError
     ) -> None:
-        if err.status in (401, 403) and not err.credential:
+        subscription = query.subscription_id
+        if err.status == 401 and not err.credential:
             if self._cfg.api == "auto":
-                self._use_arm_for(query.subscription_id, err)
+                self._use_arm_for(subscription, err)
                 await self._arm_all(query, accounts, top, deadline, run)
                 return
-            reason = (
-                f"{err.reason} (getBatch needs Monitoring Reader at subscription scope; "
-                "or set azure.api: auto to fall back to per-resource calls)"
-            )
+            reason = f"{err.reason} ({BATCH_ROLE_ADVICE}; or set azure.api: auto to fall back to per-resource calls)"
+        elif err.status == 403 and not err.credential:
+            advice = INSIGHTS_ADVICE.format(subscription=subscription)
+            if subscription.lower() not in self._unregistered:
+                self._unregistered.add(subscription.lower())
+                log.warning("getBatch refused for subscription %s (%s): %s", subscription, err.reason, advice)
+            reason = f"{err.reason} ({advice})"
         elif err.status in (400, 404) and len(accounts) > 1:
             # One bad id (deleted, moved) can fail the whole call: bisect so the others still arrive.
             half = len(accounts) // 2
@@ -983,17 +999,30 @@ class Fetcher:
         for account in accounts:
             run.fail(account, reason)
 
+    def _per_resource(self, subscription_id: str) -> bool:
+        """True while a subscription whose getBatch answered 401 is read per resource."""
+        key = subscription_id.lower()
+        until = self._arm_only.get(key)
+        if until is None:
+            return False
+        if until > self._clock():
+            return True
+        del self._arm_only[key]
+        log.info("trying getBatch again for subscription %s", subscription_id)
+        return False
+
     def _use_arm_for(self, subscription_id: str, err: CallError) -> None:
         key = subscription_id.lower()
         if key in self._arm_only:
             return
-        self._arm_only.add(key)
+        self._arm_only[key] = self._clock() + BATCH_REPROBE
         log.warning(
-            "getBatch refused for subscription %s (%s): the identity lacks Monitoring Reader at "
-            "subscription scope; using per-resource ARM metrics for it from now on (grant the role "
-            "on the subscription to go back to getBatch)",
+            "getBatch refused for subscription %s (%s): %s; using per-resource ARM metrics for it "
+            "and trying getBatch again in %.0f min",
             subscription_id,
             err.reason,
+            BATCH_ROLE_ADVICE,
+            BATCH_REPROBE / 60,
         )
 
     async def _arm_all(

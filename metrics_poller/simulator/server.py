@@ -37,6 +37,7 @@ Clock = Callable[[], datetime]
 ARM_AUDIENCES = frozenset({"https://management.azure.com", "https://management.core.windows.net"})
 METRICS_AUDIENCES = frozenset({"https://metrics.monitor.azure.com"})
 ARM_ROUTES = frozenset({"resources", "resource", "metricDefinitions", "metricNamespaces", "metrics", "resourceGraph"})
+INSIGHTS_ROUTES = frozenset({"getBatch", "metrics", "metricDefinitions", "metricNamespaces"})
 ARM_READ_BUCKET = 250.0
 ARM_READ_REFILL = 25.0
 
@@ -396,6 +397,7 @@ class Simulator:
             if route.name in ("openid", "token"):
                 return self._identity(route, request, body)
             self._authenticate(route, request)
+            self._check_registration(route)
             headers = self._throttle(route)
             reply = self._dispatch(route, request, body, failing)
             reply.headers.update(headers)
@@ -430,6 +432,22 @@ class Simulator:
                 f"The access token has been obtained for wrong audience or resource '{audience}'. "
                 "It should exactly "
                 f"match with one of the allowed audiences '{', '.join(sorted(wanted))}'.",
+            )
+
+    def _check_registration(self, route: Route) -> None:
+        """Microsoft.Insights not registered on the subscription: getBatch answers 403 and ARM 409
+        MissingSubscriptionRegistration (azure-monitor.md §4; the 403 body is undocumented, so it
+        carries ARM's code and message)."""
+        if route.subscription is None or route.name not in INSIGHTS_ROUTES:
+            return
+        unregistered = {self.subscription_ids[i].lower() for i in self.spec.insights_unregistered}
+        if route.subscription.lower() in unregistered:
+            raise ApiError(
+                403 if route.name == "getBatch" else 409,
+                "MissingSubscriptionRegistration",
+                "The subscription is not registered to use namespace 'Microsoft.Insights'. "
+                "See https://aka.ms/rps-not-found for how to register subscriptions.",
+                backend=False,
             )
 
     def _throttle(self, route: Route) -> dict[str, str]:

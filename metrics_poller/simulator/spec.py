@@ -52,6 +52,9 @@ class SimSpec:
     arm_rate_limit: bool = False
     undefined_metrics: frozenset[str] = frozenset()
     undefined_dimensions: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    # Subscriptions (by position) where Microsoft.Insights is not registered: getBatch answers 403 and
+    # ARM's Microsoft.Insights routes 409 MissingSubscriptionRegistration (azure-monitor.md §4).
+    insights_unregistered: frozenset[int] = frozenset()
 
     def __post_init__(self) -> None:
         if self.subscriptions < 1 or self.resource_groups_per_subscription < 1 or not self.regions:

@@ -11,11 +11,12 @@ from dataclasses import replace
 import pytest
 
 from metrics_poller.catalog import GROUPS
-from metrics_poller.fetching import DefinitionsError, QueryResult
+from metrics_poller.credentials import build_credential
+from metrics_poller.fetching import BATCH_REPROBE, DefinitionsError, Fetcher, QueryResult
 from metrics_poller.simulator import FaultRule, Simulator
 from metrics_poller.telemetry import REGISTRY
 
-from .conftest import assert_intact, group, queries, recent_window, sim_accounts, simulator, stack
+from .conftest import assert_intact, azure_cfg, group, queries, recent_window, sim_accounts, simulator, stack
 
 LIGHT = ("tokens", "time_to_response")  # two groups: one Total, one Average/Min/Max
 
@@ -152,37 +153,79 @@ async def test_truncation_at_the_cap_is_accepted_and_logged(sim: Simulator, capl
 # ---------------------------------------------------------------------------------------- ARM fallback
 
 
-@pytest.mark.parametrize("status", ["401", "403"])
-async def test_auto_falls_back_to_arm_for_a_subscription_without_batch_rights(
-    sim: Simulator, status: str, caplog: pytest.LogCaptureFixture
+async def test_auto_falls_back_to_arm_after_a_401_and_probes_getbatch_again_later(
+    sim: Simulator, caplog: pytest.LogCaptureFixture
 ) -> None:
-    refused = sim.subscription_ids[0]
-    sim.faults.add(FaultRule(route="getBatch", kind=status, match=refused, times=None))
+    """401 from getBatch: no subscription-level role. Per-resource calls for that subscription, one
+    warning, and getBatch is tried again after BATCH_REPROBE (here: a transient 401 that is gone)."""
     accounts = sim_accounts(sim)
     qs = queries(accounts, [group("tokens")], recent_window())
-    async with stack(sim, api="auto") as s:
+    first, others = qs[0], qs[1:]
+    refused = first.subscription_id
+    sim.faults.add(FaultRule(route="getBatch", kind="401", match=refused, times=1))
+    shift = [0.0]
+    cfg = azure_cfg(sim, api="auto")
+    credential = build_credential(cfg)
+    fetcher = Fetcher(cfg, credential, clock=lambda: time.monotonic() + shift[0])
+    try:
         with caplog.at_level("WARNING", logger="metrics_poller.fetching"):
-            results = await run_all(s.fetcher, qs)
+            results = [await fetcher.fetch(first, time.monotonic() + 30)]
+            results += await run_all(fetcher, others)
         assert_intact(sim, results)
-        assert caplog.text.count("Monitoring Reader") == 1  # logged once per subscription
+        assert caplog.text.count("Monitoring Reader on the subscription") == 1  # once per subscription
         refused_accounts = [a for a in accounts if a.subscription_id == refused]
         assert sim.call_count("metrics") == len(refused_accounts)
         sim.reset_calls()
-        results = await run_all(s.fetcher, qs)  # remembered: no getBatch for that subscription any more
+        results = await run_all(fetcher, qs)  # remembered: no getBatch for that subscription for now
         assert_intact(sim, results)
         assert sim.call_count("getBatch") == sum(1 for q in qs if q.subscription_id != refused)
+        sim.reset_calls()
+        shift[0] = BATCH_REPROBE + 1  # an hour later: getBatch is probed again, and works
+        deadline = time.monotonic() + shift[0] + 30
+        results = list(await asyncio.gather(*(fetcher.fetch(q, deadline) for q in qs)))
+        assert_intact(sim, results)
+        assert sim.call_count("getBatch") == len(qs) and sim.call_count("metrics") == 0
+    finally:
+        await fetcher.close()
+        await credential.close()
+
+
+@pytest.mark.parametrize("api", ["auto", "batch"])
+async def test_getbatch_403_is_an_unregistered_provider_with_its_own_advice(
+    api: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """403 from getBatch: Microsoft.Insights is not registered; per-resource calls would fail the same
+    way (409), so no fallback, and the advice says how to register it."""
+    with simulator(seed=5, subscriptions=2, regions=("eastus",), accounts_per_region=2,
+                   insights_unregistered=frozenset({1})) as sim:
+        unregistered = sim.subscription_ids[1]
+        accounts = sim_accounts(sim)
+        qs = queries(accounts, [group("tokens")], recent_window())
+        async with stack(sim, api=api) as s:
+            with caplog.at_level("WARNING", logger="metrics_poller.fetching"):
+                results = await run_all(s.fetcher, qs)
+                results += await run_all(s.fetcher, qs)
+            lost = {a.key for a in accounts if a.subscription_id == unregistered}
+            assert set(failed(results)) == lost
+            assert all("az provider register --namespace Microsoft.Insights" in r for r in failed(results).values())
+            assert caplog.text.count("Microsoft.Insights resource provider is not registered") == 1
+            assert sim.call_count("metrics") == 0
+            assert_intact(sim, results, skip=lost)
+            victim = next(a for a in accounts if a.subscription_id == unregistered)
+            with pytest.raises(DefinitionsError, match="az provider register --namespace Microsoft.Insights"):
+                await s.fetcher.definitions(victim)
 
 
 async def test_batch_mode_reports_missing_subscription_rights(sim: Simulator) -> None:
     refused = sim.subscription_ids[1]
-    sim.faults.add(FaultRule(route="getBatch", kind="403", match=refused, times=None))
+    sim.faults.add(FaultRule(route="getBatch", kind="401", match=refused, times=None))
     accounts = sim_accounts(sim)
     qs = queries(accounts, [group("tokens")], recent_window())
     async with stack(sim, api="batch") as s:
         results = await run_all(s.fetcher, qs)
     lost = {a.key for a in accounts if a.subscription_id == refused}
     assert set(failed(results)) == lost
-    assert all("subscription scope" in reason for reason in failed(results).values())
+    assert all("Monitoring Reader on the subscription" in reason for reason in failed(results).values())
     assert sim.call_count("metrics") == 0
     assert_intact(sim, results, skip=lost)
 
