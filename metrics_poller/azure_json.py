@@ -110,6 +110,8 @@ class ParsedResource:
     series: list[Series] = field(default_factory=list)
     # Metric name → "code: message" for metrics that failed inside a 200 (`errorCode` ≠ Success).
     metric_errors: dict[str, str] = field(default_factory=dict)
+    # Metric name → its `errorCode` alone, for those metrics (the caller decides what each code means).
+    error_codes: dict[str, str] = field(default_factory=dict)
     # Metric name → number of series returned; equal to the request's `top` suggests truncation.
     series_counts: dict[str, int] = field(default_factory=dict)
     interval: str | None = None  # the interval Azure echoed (may differ from the request's)
@@ -196,6 +198,7 @@ def parse_resource_metrics(
         error = _metric_error(metric)
         if error is not None:
             result.metric_errors[name] = error
+            result.error_codes[name] = metric.error_code or ""
             continue
         if metric.timeseries is None:
             raise AzureDataError(f"metric {name}: timeseries: expected a list, got null")

@@ -48,13 +48,13 @@ from metrics_poller.catalog import AGGREGATION_KEY, NAMESPACE, canonical_dimensi
 from metrics_poller.credentials import client_kwargs, secret_values
 from metrics_poller.model import (
     Account,
-    Failure,
     MetricDefinition,
     Query,
     Series,
     iso_duration,
     parse_iso_duration,
 )
+from metrics_poller.planning import DefinitionsKey, definitions_key
 from metrics_poller.shaping import collector_paused
 
 log = logging.getLogger(__name__)
@@ -78,6 +78,14 @@ INSIGHTS_ADVICE = (
     "getBatch answers 403 when the Microsoft.Insights resource provider is not registered on the "
     "subscription: az provider register --namespace Microsoft.Insights --subscription {subscription}"
 )
+# Per-metric `errorCode`s inside a 200 that describe a permanent condition of that metric on that
+# resource: the metrics backend's series codes (Microsoft.Cloud.Metrics.Client `TimeSeriesErrorCode`:
+# Success, InvalidSeries, InvalidSamplingType, RequestEntityTooLarge, Throttled, TimeOut, BadRequest,
+# InternalError) of which only these two say "this metric, or this aggregation of it, does not exist
+# here" (azure-monitor.md §3: InvalidSamplingType, "Sampling type is not found"). Asking again returns
+# the same, so the metric is left out for that account until its definitions are next read. Every other
+# code (throttled, timed out, internal, unknown) may pass: the family's window is fetched again.
+PERMANENT_METRIC_ERRORS = frozenset({"invalidsamplingtype", "invalidseries"})
 _AGGREGATION_BY_LOWER = {name.lower(): name for name in AGGREGATION_KEY}
 _BEARER = re.compile(r"(?i)\b(bearer\s+)[A-Za-z0-9._~+/=-]+")
 
@@ -706,7 +714,6 @@ class QueryResult:
     query: Query
     series: list[Series] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
-    metric_errors: list[Failure] = field(default_factory=list)
     truncated: int = 0
     calls: int = 0
 
@@ -717,26 +724,21 @@ class _Pass:
 
     series: dict[str, list[Series]] = field(default_factory=dict)
     failed: dict[str, str] = field(default_factory=dict)
-    errors: dict[str, list[Failure]] = field(default_factory=dict)
     truncated: set[tuple[str, str]] = field(default_factory=set)  # (account key, metric)
     counter: Counter = field(default_factory=Counter)
 
     def fail(self, account: Account, reason: str) -> None:
         self.failed[account.key] = reason
         self.series.pop(account.key, None)
-        self.errors.pop(account.key, None)
 
     def replace(self, accounts: Iterable[Account], newer: _Pass) -> None:
         """Take `newer`'s outcome for `accounts` (a re-query with a larger `top`)."""
         for account in accounts:
             key = account.key
             self.series.pop(key, None)
-            self.errors.pop(key, None)
             self.failed.pop(key, None)
             if key in newer.series:
                 self.series[key] = newer.series[key]
-            if key in newer.errors:
-                self.errors[key] = newer.errors[key]
             if key in newer.failed:
                 self.failed[key] = f"after re-query with a larger top: {newer.failed[key]}"
         self.counter.calls += newer.counter.calls
@@ -768,8 +770,10 @@ class Fetcher:
         # Subscriptions whose getBatch answered 401 (auto mode) → when to try getBatch again.
         self._arm_only: dict[str, float] = {}
         self._unregistered: set[str] = set()  # subscriptions whose 403 advice was logged
-        self._definitions: dict[tuple[str, str], _Definitions] = {}
-        self._inflight: dict[tuple[str, str], asyncio.Future[dict[str, MetricDefinition]]] = {}
+        self._definitions: dict[DefinitionsKey, _Definitions] = {}
+        self._inflight: dict[DefinitionsKey, asyncio.Future[dict[str, MetricDefinition]]] = {}
+        # Metrics left out per account after a permanent per-metric error, until definitions are re-read.
+        self._dropped: dict[DefinitionsKey, dict[str, set[str]]] = {}
 
     # ------------------------------------------------------------------------------------- clients
 
@@ -813,9 +817,9 @@ class Fetcher:
     async def definitions(
         self, account: Account, *, deadline: float | None = None
     ) -> dict[str, MetricDefinition]:
-        """metricDefinitions of `account`'s (subscription, region), read at most once per
+        """metricDefinitions of `account`'s (subscription, region, kind), read at most once per
         `definitions_refresh`; concurrent callers share one request. Raises `DefinitionsError`."""
-        key = (account.subscription_id.lower(), account.location.lower())
+        key = definitions_key(account)
         cached = self._definitions.get(key)
         if cached is not None and cached.expires > self._clock():
             if cached.value is None:
@@ -829,14 +833,14 @@ class Fetcher:
         # Shielded: one cancelled caller must not cancel the read the others are waiting on.
         return dict(await asyncio.shield(future))
 
-    def _forget_inflight(self, key: tuple[str, str], done: asyncio.Future[Any]) -> None:
+    def _forget_inflight(self, key: DefinitionsKey, done: asyncio.Future[Any]) -> None:
         if self._inflight.get(key) is done:
             del self._inflight[key]
         if not done.cancelled():
             done.exception()  # retrieved here so an unawaited failure is never logged as lost
 
     async def _read_definitions(
-        self, key: tuple[str, str], account: Account, deadline: float | None
+        self, key: DefinitionsKey, account: Account, deadline: float | None
     ) -> dict[str, MetricDefinition]:
         client = self._monitor_client(account.subscription_id)
         budget = deadline if deadline is not None else self._clock() + self._default_budget()
@@ -853,10 +857,11 @@ class Fetcher:
                 "metricDefinitions", call, _definition_pages, budget, subscription_id=account.subscription_id
             )
         except CallError as err:
-            reason = f"metric definitions of {key[0]}/{key[1]}: {account_reason(err)}"
+            reason = f"metric definitions of {'/'.join(key)}: {account_reason(err)}"
             self._definitions[key] = _Definitions(self._clock() + DEFINITIONS_NEGATIVE_TTL, error=reason)
             raise DefinitionsError(reason) from None
         self._definitions[key] = _Definitions(self._clock() + self._cfg.definitions_refresh, value=value)
+        self._dropped.pop(key, None)  # fresh definitions: metrics left out are asked for again
         return value
 
     def _default_budget(self) -> float:
@@ -908,7 +913,6 @@ class Fetcher:
                 result.failed[key] = first.failed[key]
                 continue
             result.series.extend(first.series.get(key, ()))
-            result.metric_errors.extend(first.errors.get(key, ()))
         return result
 
     async def _pass(self, query: Query, accounts: Sequence[Account], top: int, deadline: float) -> _Pass:
@@ -928,11 +932,16 @@ class Fetcher:
         client = self._metrics_client(query.region)
         flt = batch_filter(group.dimensions)
         ids = [a.id for a in accounts]
+        names = self._wanted(group.metric_names, accounts)
+        if not names:  # every metric was left out for every account: nothing to ask
+            for member in accounts:
+                run.series[member.key] = []
+            return
 
         request = batch_request(
             query.subscription_id,
             ids,
-            group.metric_names,
+            names,
             query.window.start,
             query.window.end,
             query.window.timegrain,
@@ -1034,13 +1043,17 @@ class Fetcher:
         group = query.group
         client = self._monitor_client(account.subscription_id)
         flt = batch_filter(group.dimensions)
+        names = self._wanted(group.metric_names, (account,))
+        if not names:
+            run.series[account.key] = []
+            return
 
         async def call(capture: Capture) -> None:
             await client.metrics.list(
                 account.id.lstrip("/"),
                 timespan=arm_timespan(query.window.start, query.window.end),
                 interval=query.window.timegrain,
-                metricnames=",".join(group.metric_names),
+                metricnames=",".join(names),
                 aggregation=",".join(group.aggregations),
                 top=top if flt else None,
                 orderby=order_by(group.aggregations),
@@ -1058,6 +1071,26 @@ class Fetcher:
             return
         self._digest(query, account, body, top, run)
 
+    def _wanted(self, names: Sequence[str], accounts: Sequence[Account]) -> list[str]:
+        """`names` without the metrics left out for every one of `accounts`."""
+        if not self._dropped:
+            return list(names)
+        left_out = [self._dropped.get(definitions_key(a), {}).get(a.key, set()) for a in accounts]
+        return [name for name in names if not all(name in dropped for dropped in left_out)]
+
+    def _leave_out(self, account: Account, metric: str, message: str) -> None:
+        dropped = self._dropped.setdefault(definitions_key(account), {}).setdefault(account.key, set())
+        if metric in dropped:
+            return
+        dropped.add(metric)
+        log.warning(
+            "%s: metric %s is not available for this account (%s); left out until its metric definitions "
+            "are next read",
+            account.id,
+            metric,
+            scrub(message),
+        )
+
     def _digest(self, query: Query, account: Account, item: Any, top: int, run: _Pass) -> None:
         group = query.group
         try:
@@ -1073,12 +1106,17 @@ class Fetcher:
             # Well-formed JSON with the wrong shape: asking again returns the same, so no retry.
             run.fail(account, scrub(f"malformed metrics data: {exc}"))
             return
+        passing: list[str] = []
+        for metric, message in sorted(parsed.metric_errors.items()):
+            if parsed.error_codes[metric].lower() in PERMANENT_METRIC_ERRORS:
+                self._leave_out(account, metric, message)
+            else:
+                passing.append(f"{metric}: {message}")
+        if passing:
+            # Like a failed call: the family's documents must not be written without this metric.
+            run.fail(account, scrub(f"a metric failed inside a 200 ({'; '.join(passing)}); fetched again next cycle"))
+            return
         run.series[account.key] = list(parsed.series)
-        if parsed.metric_errors:
-            run.errors[account.key] = [
-                Failure("metric", f"{account.id}/metrics/{metric}", scrub(f"{group.name}: {message}"))
-                for metric, message in sorted(parsed.metric_errors.items())
-            ]
         if group.dimensions:  # without a filter there is one series per metric and `top` is moot
             for metric, count in parsed.series_counts.items():
                 if count >= top:

@@ -49,6 +49,19 @@ _GRAINS_AVAILABLE = ("PT1M", "PT5M", "PT15M", "PT30M", "PT1H", "PT6H", "PT12H", 
 _LOWER_NAMESPACE = NAMESPACE.lower()
 
 
+Failing = tuple[str, str]  # (metric name or "*", the per-metric errorCode it fails with)
+
+# Per-metric errors inside a 200, with the backend's messages (azure-monitor.md §3; the codes are the
+# metrics backend's TimeSeriesErrorCode values, Microsoft.Cloud.Metrics.Client).
+METRIC_ERROR_MESSAGES = {
+    "InvalidSamplingType": "Sampling type is not found. Metric: {metric}, resource: {rid}.",
+    "InvalidSeries": "Time series is not found. Metric: {metric}, resource: {rid}.",
+    "Throttled": "The request was throttled. Metric: {metric}, resource: {rid}.",
+    "TimeOut": "The query timed out. Metric: {metric}, resource: {rid}.",
+    "InternalError": "Detected Internal Error. Metric: {metric}, resource: {rid}.",
+}
+
+
 @dataclass(slots=True)
 class Reply:
     status: int
@@ -219,7 +232,7 @@ class Backend:
     # -------------------------------------------------------------------------------------- ARM metrics
 
     def arm_metrics(
-        self, resource_id: str, params: Mapping[str, str], now: datetime, failing: str | None = None
+        self, resource_id: str, params: Mapping[str, str], now: datetime, failing: Failing | None = None
     ) -> Reply:
         account = self.account(resource_id)
         if account is None:
@@ -283,7 +296,7 @@ class Backend:
         params: Mapping[str, str],
         body: bytes,
         now: datetime,
-        failing: str | None = None,
+        failing: Failing | None = None,
     ) -> Reply:
         start, end = batch_times(dict(params), now)
         check_namespace(params.get("metricnamespace"), required=True)
@@ -335,7 +348,7 @@ class Backend:
         start: datetime,
         end: datetime,
         publication: Publication,
-        failing: str | None,
+        failing: Failing | None,
     ) -> dict[str, Any]:
         return {
             "starttime": echo_time(start),
@@ -356,7 +369,7 @@ class Backend:
         metric: MetricSpec,
         query: MetricQuery,
         publication: Publication,
-        failing: str | None = None,
+        failing: Failing | None = None,
     ) -> dict[str, Any]:
         """One element of a response's `value[]`: the metric with its series, ordered and truncated."""
         head = {
@@ -366,9 +379,11 @@ class Backend:
             "displayDescription": data.DISPLAY_NAMES[metric.name] + ".",
             "unit": metric.unit,
         }
-        if failing is not None and _names_metric(failing, metric):
-            message = f"Sampling type is not found. Metric: {metric.name}, resource: {rid}."
-            return {**head, "timeseries": [], "errorCode": "InvalidSamplingType", "errorMessage": message}
+        if failing is not None and _names_metric(failing[0], metric):
+            code = failing[1]
+            message = METRIC_ERROR_MESSAGES.get(code, "Error {metric}, resource: {rid}.")
+            message = message.format(metric=metric.name, rid=rid)
+            return {**head, "timeseries": [], "errorCode": code, "errorMessage": message}
         series = self.series(account, metric, query, publication)
         return {**head, "timeseries": series, "errorCode": "Success"}
 

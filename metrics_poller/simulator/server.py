@@ -27,7 +27,7 @@ import orjson
 import trustme
 from aiohttp import web
 
-from metrics_poller.simulator.api import Backend, Reply
+from metrics_poller.simulator.api import Backend, Failing, Reply
 from metrics_poller.simulator.faults import MALFORMED, MALFORMED_DEFAULT, Faults, additional_info, error_reply
 from metrics_poller.simulator.query import ApiError, parse_interval
 from metrics_poller.simulator.spec import FaultRule, SimAccount, SimSpec
@@ -392,7 +392,8 @@ class Simulator:
         return error_reply(rule, route.name, request.path, route.subscription, self.client_id)
 
     def _answer(self, route: Route, request: web.Request, body: bytes, rule: FaultRule | None) -> Reply:
-        failing = (rule.match or "*") if rule is not None and rule.kind == "metric_error" else None
+        metric_error = rule is not None and rule.kind == "metric_error"
+        failing = ((rule.match or "*"), rule.error_code) if rule is not None and metric_error else None
         try:
             if route.name in ("openid", "token"):
                 return self._identity(route, request, body)
@@ -468,7 +469,7 @@ class Simulator:
             )
         return {"x-ms-ratelimit-remaining-subscription-reads": str(int(left))}
 
-    def _dispatch(self, route: Route, request: web.Request, body: bytes, failing: str | None) -> Reply:
+    def _dispatch(self, route: Route, request: web.Request, body: bytes, failing: Failing | None) -> Reply:
         backend = self._backend
         params = query_params(request.query_string)
         expected_method = "POST" if route.name in ("getBatch", "resourceGraph") else "GET"

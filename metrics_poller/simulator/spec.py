@@ -88,6 +88,7 @@ class FaultRule:
     probability: float = 1.0
     delay: float = 0.0
     body: bytes = b""
+    error_code: str = "InvalidSamplingType"  # kind "metric_error": the per-metric errorCode inside the 200
 
     def __post_init__(self) -> None:
         if self.route != "*" and self.route not in ROUTES:

@@ -212,7 +212,7 @@ async def test_getbatch_403_is_an_unregistered_provider_with_its_own_advice(
             assert sim.call_count("metrics") == 0
             assert_intact(sim, results, skip=lost)
             victim = next(a for a in accounts if a.subscription_id == unregistered)
-            with pytest.raises(DefinitionsError, match="az provider register --namespace Microsoft.Insights"):
+            with pytest.raises(DefinitionsError, match=r"az provider register --namespace Microsoft\.Insights"):
                 await s.fetcher.definitions(victim)
 
 
@@ -302,19 +302,49 @@ async def test_deleted_account_on_arm() -> None:
         assert_intact(sim, results, skip=[accounts[0].key])
 
 
-async def test_per_metric_error_does_not_fail_the_account(sim: Simulator) -> None:
+async def test_permanent_per_metric_error_leaves_the_metric_out_until_definitions_are_read(
+    sim: Simulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    """InvalidSamplingType inside a 200: a permanent condition. The account's other metrics arrive,
+    nothing fails, one warning per account, and the metric is not asked for again until the
+    definitions are next read."""
     sim.faults.add(FaultRule(route="getBatch", kind="metric_error", match="GeneratedTokens", times=None))
     tokens = group("tokens")
-    qs = queries(sim_accounts(sim), [tokens], recent_window())
+    accounts = sim_accounts(sim)
+    qs = queries(accounts, [tokens], recent_window())
+    healthy = replace(tokens, metrics=tuple(m for m in tokens.metrics if m.name != "GeneratedTokens"))
+    async with stack(sim, api="batch", definitions_refresh=1) as s:
+        with caplog.at_level("WARNING", logger="metrics_poller.fetching"):
+            results = await run_all(s.fetcher, qs)
+            assert not failed(results)
+            assert not any(s.metric == "GeneratedTokens" for r in results for s in r.series)
+            assert_intact(sim, [replace(r, query=replace(r.query, group=healthy)) for r in results])
+            assert caplog.text.count("GeneratedTokens is not available") == len(accounts)
+            fired = sim.faults.fired["metric_error"]
+            results = await run_all(s.fetcher, qs)  # left out: not even asked for
+        assert sim.faults.fired["metric_error"] == fired and not failed(results)
+        assert caplog.text.count("GeneratedTokens is not available") == len(accounts)
+        await asyncio.sleep(1.1)  # definitions_refresh: the next read asks for it again
+        await asyncio.gather(*(s.fetcher.definitions(a) for a in accounts))
+        sim.faults.clear()
+        results = await run_all(s.fetcher, qs)
+    assert_intact(sim, results)
+
+
+@pytest.mark.parametrize("code", ["InternalError", "Throttled", "SomethingNew"])
+async def test_other_per_metric_errors_keep_the_window_for_the_next_cycle(sim: Simulator, code: str) -> None:
+    """Any other errorCode may pass: the account's family is fetched again, like a failed call."""
+    sim.faults.add(FaultRule(route="getBatch", kind="metric_error", match="GeneratedTokens", times=1,
+                             error_code=code))
+    accounts = sim_accounts(sim)
+    qs = queries(accounts, [group("tokens")], recent_window())
     async with stack(sim, api="batch") as s:
         results = await run_all(s.fetcher, qs)
-    assert not failed(results)
-    errors = [e for r in results for e in r.metric_errors]
-    assert errors and all(e.scope == "metric" and e.target.endswith("/GeneratedTokens") for e in errors)
-    assert not any(s.metric == "GeneratedTokens" for r in results for s in r.series)
-    # the other metrics of the group are intact
-    healthy = replace(tokens, metrics=tuple(m for m in tokens.metrics if m.name != "GeneratedTokens"))
-    assert_intact(sim, [replace(r, query=replace(r.query, group=healthy)) for r in results])
+        lost = set(failed(results))
+        assert lost and all(code in r and "fetched again next cycle" in r for r in failed(results).values())
+        assert_intact(sim, results, skip=lost)
+        results = await run_all(s.fetcher, qs)
+    assert_intact(sim, results)
 
 
 # -------------------------------------------------------------------------------------- deadline, auth
