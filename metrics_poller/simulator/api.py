@@ -38,6 +38,7 @@ from metrics_poller.simulator.query import (
     primary_aggregation,
     resolve_dimensions,
     timestamp,
+    unknown_metric_message,
     with_buckets,
 )
 from metrics_poller.simulator.spec import SimAccount, SimSpec
@@ -196,7 +197,7 @@ class Backend:
         check_namespace(params.get("metricnamespace"), required=False)
         return Reply(
             200,
-            {"value": [self._definition(account, m) for m in METRICS if self.spec.metric_defined(m.name)]},
+            {"value": [self._definition(account, m) for m in METRICS if self.spec.metric_defined(m.name, account.kind)]},
         )
 
     def _definition(self, account: SimAccount, metric: MetricSpec) -> dict[str, Any]:
@@ -242,6 +243,7 @@ class Backend:
         check_namespace(params.get("metricnamespace"), required=False)
         names = params.get("metricnames") or METRICS[0].name
         query = self._query(params, names, start, end, auto_adjust=params.get("autoadjusttimegrain") == "true")
+        self._check_offered(account, query)
         if (params.get("resulttype") or "").lower() == "metadata":
             query = _with_metadata_only(query)
         publication = Publication.at(now.timestamp(), self.spec.publication_delay)
@@ -307,12 +309,21 @@ class Backend:
         check_range(start, end, now)
         query = self._query(params, params["metricnames"], start, end)
         publication = Publication.at(now.timestamp(), self.spec.publication_delay)
+        for account in accounts:
+            if account is not None:
+                self._check_offered(account, query)
         values = [
             self._batch_item(account, rid, query, start, end, publication, failing)
             for rid, account in zip(ids, accounts, strict=True)
             if account is not None
         ]
         return Reply(200, {"values": values})
+
+    def _check_offered(self, account: SimAccount, query: MetricQuery) -> None:
+        """A metric the account's kind does not offer is refused like an unknown one (400)."""
+        for metric in query.metrics:
+            if not self.spec.metric_defined(metric.name, account.kind):
+                raise bad_request(unknown_metric_message(metric.name, self.spec))
 
     def _batch_accounts(self, region: str, subscription: str, ids: list[str]) -> list[SimAccount | None]:
         prefix = f"/subscriptions/{subscription.lower()}/"
@@ -430,7 +441,7 @@ class Backend:
         dimensions: Sequence[str] | None,
     ) -> dict[frozenset[tuple[str, str]], dict[datetime, dict[str, float]]]:
         spec = METRICS_BY_NAME[metric]
-        if not self.spec.metric_defined(metric):
+        if not self.spec.metric_defined(metric, account.kind):
             return {}
         hidden = self.spec.hidden_dimensions(metric)
         canonical = {d.lower(): d for d in spec.dimensions}

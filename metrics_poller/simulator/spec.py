@@ -55,6 +55,9 @@ class SimSpec:
     # Subscriptions (by position) where Microsoft.Insights is not registered: getBatch answers 403 and
     # ARM's Microsoft.Insights routes 409 MissingSubscriptionRegistration (azure-monitor.md §4).
     insights_unregistered: frozenset[int] = frozenset()
+    # Metrics that accounts of one kind do not offer (Azure does not promise that OpenAI and AIServices
+    # accounts offer the same metrics): left out of their definitions, a 400 when asked for.
+    kind_undefined_metrics: Mapping[str, frozenset[str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.subscriptions < 1 or self.resource_groups_per_subscription < 1 or not self.regions:
@@ -70,8 +73,11 @@ class SimSpec:
         """Lower-cased dimension names the simulated definitions leave out for `metric`."""
         return frozenset(d.lower() for d in self.undefined_dimensions.get(metric, frozenset()))
 
-    def metric_defined(self, metric: str) -> bool:
-        return metric not in self.undefined_metrics
+    def metric_defined(self, metric: str, kind: str | None = None) -> bool:
+        """Whether `metric` is offered (to accounts of `kind`, when given)."""
+        if metric in self.undefined_metrics:
+            return False
+        return kind is None or metric not in self.kind_undefined_metrics.get(kind, frozenset())
 
 
 @dataclass(frozen=True, slots=True)
