@@ -195,10 +195,8 @@ class Backend:
         if account is None:
             raise not_found(resource_id)
         check_namespace(params.get("metricnamespace"), required=False)
-        return Reply(
-            200,
-            {"value": [self._definition(account, m) for m in METRICS if self.spec.metric_defined(m.name, account.kind)]},
-        )
+        offered = [m for m in METRICS if self.spec.metric_defined(m.name, account.kind)]
+        return Reply(200, {"value": [self._definition(account, m) for m in offered]})
 
     def _definition(self, account: SimAccount, metric: MetricSpec) -> dict[str, Any]:
         hidden = self.spec.hidden_dimensions(metric.name)

@@ -40,12 +40,12 @@ def failed(results: list[QueryResult]) -> dict[str, str]:
 # ------------------------------------------------------------------------------------------- definitions
 
 
-async def test_definitions_read_once_per_subscription_and_region(sim: Simulator) -> None:
+async def test_definitions_read_once_per_subscription_region_and_kind(sim: Simulator) -> None:
     accounts = sim_accounts(sim)
     async with stack(sim) as s:
         first = await asyncio.gather(*(s.fetcher.definitions(a) for a in accounts))
         again = await asyncio.gather(*(s.fetcher.definitions(a) for a in accounts))
-    scopes = {(a.subscription_id, a.location) for a in accounts}
+    scopes = {(a.subscription_id, a.location, a.kind) for a in accounts}
     assert sim.call_count("metricDefinitions") == len(scopes)
     assert first == again
     requests = first[0]["AzureOpenAIRequests"]
