@@ -86,6 +86,11 @@ INSIGHTS_ADVICE = (
 # the same, so the metric is left out for that account until its definitions are next read. Every other
 # code (throttled, timed out, internal, unknown) may pass: the family's window is fetched again.
 PERMANENT_METRIC_ERRORS = frozenset({"invalidsamplingtype", "invalidseries"})
+# getBatch refuses a query whose result would hold more than 500,000 series ("Cannot request more than
+# 500000 time series per query", azure-monitor.md §4 and §6; its status is undocumented, so the text
+# decides). Asking again returns the same: the batch is split instead.
+SERIES_CAP = "TooManySeries"
+_SERIES_CAP_TEXT = re.compile(r"more than \d+ time series per query", re.IGNORECASE)
 _AGGREGATION_BY_LOWER = {name.lower(): name for name in AGGREGATION_KEY}
 _BEARER = re.compile(r"(?i)\b(bearer\s+)[A-Za-z0-9._~+/=-]+")
 
@@ -509,11 +514,12 @@ class Retrier:
             code = getattr(error.error, "code", None) if error.error is not None else None
             message = _error_message(error, capture)
             label = f"HTTP {status}" + (f" {code}" if code else "")
+            too_many = bool(_SERIES_CAP_TEXT.search(message))
             return CallError(
                 scrub(f"{label}: {message}" if message else label, self._secrets),
                 status=status,
-                code=code,
-                retryable=status in RETRYABLE_STATUS,
+                code=SERIES_CAP if too_many else code,
+                retryable=status in RETRYABLE_STATUS and not too_many,
             )
         if capture.status is not None and capture.status >= 400:
             # The SDK choked on an error body it did not expect (e.g. 529's plain text): the status decides.
@@ -983,6 +989,15 @@ class Fetcher:
         self, query: Query, accounts: Sequence[Account], top: int, deadline: float, run: _Pass, err: CallError
     ) -> None:
         subscription = query.subscription_id
+        if (err.status in (400, 404) or err.code == SERIES_CAP) and len(accounts) > 1:
+            # One bad id (deleted, moved) can fail the whole call, and too many series are refused
+            # for the whole call: bisect so the others still arrive, in calls of fewer accounts.
+            half = len(accounts) // 2
+            await asyncio.gather(
+                self._batch(query, accounts[:half], top, deadline, run),
+                self._batch(query, accounts[half:], top, deadline, run),
+            )
+            return
         if err.status == 401 and not err.credential:
             if self._cfg.api == "auto":
                 self._use_arm_for(subscription, err)
@@ -995,14 +1010,8 @@ class Fetcher:
                 self._unregistered.add(subscription.lower())
                 log.warning("getBatch refused for subscription %s (%s): %s", subscription, err.reason, advice)
             reason = f"{err.reason} ({advice})"
-        elif err.status in (400, 404) and len(accounts) > 1:
-            # One bad id (deleted, moved) can fail the whole call: bisect so the others still arrive.
-            half = len(accounts) // 2
-            await asyncio.gather(
-                self._batch(query, accounts[:half], top, deadline, run),
-                self._batch(query, accounts[half:], top, deadline, run),
-            )
-            return
+        elif err.code == SERIES_CAP:
+            reason = f"{err.reason} (this one account has more series than getBatch allows: lower azure.top_cap)"
         else:
             reason = account_reason(err)
         for account in accounts:

@@ -83,6 +83,20 @@ def not_found(resource_id: str) -> ApiError:
     )
 
 
+def too_many_series(limit: int, status: int) -> ApiError:
+    """getBatch refuses a query whose result would hold more than `limit` (500,000) series: the
+    message and exception type are from open-telemetry/opentelemetry-collector-contrib #40078; the
+    status is not documented (azure-monitor.md §4, "uncertain"), so it is a setting: 429 (the
+    exception is a "throttled" one) or 400."""
+    return ApiError(
+        status,
+        "TooManyRequests" if status == 429 else "BadRequest",
+        "Exception:Microsoft.Online.QueryService.Contracts.QueryThrottledException: "
+        f"Cannot request more than {limit} time series per query.",
+        exception_type="Microsoft.Online.QueryService.Contracts.QueryThrottledException",
+    )
+
+
 def echo_time(value: datetime) -> str:
     """Azure echoes batch times with milliseconds only when they are not whole seconds."""
     value = value.astimezone(UTC)
@@ -315,6 +329,9 @@ class Backend:
             for rid, account in zip(ids, accounts, strict=True)
             if account is not None
         ]
+        series = sum(len(metric["timeseries"]) for item in values for metric in item["value"])
+        if series > self.spec.batch_series_limit:
+            raise too_many_series(self.spec.batch_series_limit, self.spec.series_limit_status)
         return Reply(200, {"values": values})
 
     def _check_offered(self, account: SimAccount, query: MetricQuery) -> None:

@@ -58,6 +58,9 @@ class SimSpec:
     # Metrics that accounts of one kind do not offer (Azure does not promise that OpenAI and AIServices
     # accounts offer the same metrics): left out of their definitions, a 400 when asked for.
     kind_undefined_metrics: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    # getBatch refuses a query returning more series than this (Azure: 500,000), with this status.
+    batch_series_limit: int = 500_000
+    series_limit_status: Literal[400, 429] = 429
 
     def __post_init__(self) -> None:
         if self.subscriptions < 1 or self.resource_groups_per_subscription < 1 or not self.regions:

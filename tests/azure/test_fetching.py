@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 import json
 import math
 import time
@@ -481,3 +482,28 @@ async def test_connections_are_reused_with_a_custom_ca_bundle(sim: Simulator) ->
     # One pool per region client, at most `concurrency` connections each; never one per call.
     regions = {q.region for q in work}
     assert sim.connections <= 2 * len(regions) < calls
+
+
+# ------------------------------------------------------------------------------------ series per query
+
+
+@pytest.mark.parametrize("status", [429, 400])
+async def test_too_many_series_splits_the_batch_and_loses_no_account(status: int) -> None:
+    """getBatch refuses a query over its series limit (500,000 in Azure; small here). The poller splits
+    the batch into calls of fewer accounts until each fits, and every account arrives."""
+    estate = {"seed": 4, "subscriptions": 1, "regions": ("eastus",), "accounts_per_region": 8}
+    with simulator(**estate) as plain:
+        accounts = sim_accounts(plain)
+        qs = queries(accounts, [group("tokens")], recent_window())
+        async with stack(plain, api="batch") as s:
+            per_account = Counter(series.account.key for r in await run_all(s.fetcher, qs) for series in r.series)
+    limit = max(per_account.values())  # one account always fits; any two do not
+    with simulator(**estate, batch_series_limit=limit, series_limit_status=status) as sim:
+        accounts = sim_accounts(sim)
+        qs = queries(accounts, [group("tokens")], recent_window())
+        async with stack(sim, api="batch") as s:
+            results = await run_all(s.fetcher, qs)
+        assert not failed(results)
+        assert_intact(sim, results)
+        assert sim.calls[("getBatch", status)] > 0
+        assert 2 <= sim.calls[("getBatch", 200)] <= len(accounts)  # split down to what fits
