@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from collections import Counter
 import json
 import math
 import time
+from collections import Counter
 from dataclasses import replace
 
 import pytest
