@@ -300,8 +300,15 @@ def note_arm_reads(subscription_id: str, headers: Mapping[str, str]) -> None:
     telemetry.ARM_REMAINING_READS.set(min(_ARM_READS.values()))
 
 
-ARM_READS_BURST = 250.0  # ARM's regional token bucket per subscription and principal (2024+)
-ARM_READS_PER_SECOND = 25.0
+# ARM read pacing per cloud, (burst, reads per second): the public cloud's regional token bucket (250
+# reads refilled at 25/s per subscription and principal, 2024+); the sovereign clouds document the older
+# 12,000 reads per hour per principal and subscription (azure-monitor.md §6), paced as a bucket that
+# cannot pass 12,000 in any hour (250 + 3600 × rate = 12,000).
+ARM_READ_PACING: dict[str, tuple[float, float]] = {
+    "public": (250.0, 25.0),
+    "usgovernment": (250.0, (12_000 - 250) / 3600),
+    "china": (250.0, (12_000 - 250) / 3600),
+}
 
 
 @dataclass
@@ -324,11 +331,15 @@ class TokenBucket:
 _ARM_BUCKETS: dict[str, TokenBucket] = {}
 
 
-def arm_bucket(subscription_id: str, now: float) -> TokenBucket:
-    """One bucket per subscription for the whole process (discovery and fetching share ARM's quota)."""
+def arm_bucket(
+    subscription_id: str, now: float, pacing: tuple[float, float] = ARM_READ_PACING["public"]
+) -> TokenBucket:
+    """One bucket per subscription for the whole process (discovery and fetching share ARM's quota),
+    paced as `pacing` (burst, reads per second) of its cloud."""
     key = subscription_id.lower()
     if key not in _ARM_BUCKETS:
-        _ARM_BUCKETS[key] = TokenBucket(ARM_READS_BURST, ARM_READS_PER_SECOND, ARM_READS_BURST, now)
+        burst, rate = pacing
+        _ARM_BUCKETS[key] = TokenBucket(burst, rate, burst, now)
     return _ARM_BUCKETS[key]
 
 
@@ -379,6 +390,7 @@ class Retrier:
         holds: Holds | None = None,
     ) -> None:
         self._retry = cfg.retry
+        self._pacing = ARM_READ_PACING[cfg.cloud]
         self._holds = holds if holds is not None else Holds()
         self._timeout = cfg.request_timeout
         self._limit = limit
@@ -413,7 +425,7 @@ class Retrier:
                     self._check_wait(route, scope, held, deadline, last)
                     await self._sleep(held)
             if subscription_id is not None:
-                pause = arm_bucket(subscription_id, self._clock()).take(self._clock())
+                pause = arm_bucket(subscription_id, self._clock(), self._pacing).take(self._clock())
                 if self._clock() + pause >= deadline:
                     raise self._gave_up(last, "ARM read pacing would pass the deadline")
                 if pause > 0:

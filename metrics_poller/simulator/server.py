@@ -34,8 +34,23 @@ from metrics_poller.simulator.spec import FaultRule, SimAccount, SimSpec
 
 Clock = Callable[[], datetime]
 
-ARM_AUDIENCES = frozenset({"https://management.azure.com", "https://management.core.windows.net"})
-METRICS_AUDIENCES = frozenset({"https://metrics.monitor.azure.com"})
+# Token audiences each cloud's ARM and metrics endpoints accept (azure-monitor.md §11; the sovereign
+# clouds' pages on learn.microsoft.com: management.usgovcloudapi.net / .chinacloudapi.cn, and
+# metrics.monitor.azure.us / .azure.cn).
+AUDIENCES: dict[str, tuple[frozenset[str], frozenset[str]]] = {
+    "public": (
+        frozenset({"https://management.azure.com", "https://management.core.windows.net"}),
+        frozenset({"https://metrics.monitor.azure.com"}),
+    ),
+    "usgovernment": (
+        frozenset({"https://management.usgovcloudapi.net", "https://management.core.usgovcloudapi.net"}),
+        frozenset({"https://metrics.monitor.azure.us"}),
+    ),
+    "china": (
+        frozenset({"https://management.chinacloudapi.cn", "https://management.core.chinacloudapi.cn"}),
+        frozenset({"https://metrics.monitor.azure.cn"}),
+    ),
+}
 ARM_ROUTES = frozenset({"resources", "resource", "metricDefinitions", "metricNamespaces", "metrics", "resourceGraph"})
 INSIGHTS_ROUTES = frozenset({"getBatch", "metrics", "metricDefinitions", "metricNamespaces"})
 ARM_READ_BUCKET = 250.0
@@ -272,6 +287,8 @@ class Simulator:
                 "client_secret": self.client_secret,
             },
         }
+        if self.spec.cloud != "public":  # its audiences: the explicit endpoints above still override
+            config["cloud"] = self.spec.cloud
         config.update(overrides)
         return config
 
@@ -426,7 +443,8 @@ class Simulator:
         audience = self._tokens.get(header[7:].strip())
         if audience is None:
             raise _auth_error("InvalidAuthenticationToken", "The access token is invalid.")
-        wanted = METRICS_AUDIENCES if route.name == "getBatch" else ARM_AUDIENCES
+        arm, metrics = AUDIENCES[self.spec.cloud]
+        wanted = metrics if route.name == "getBatch" else arm
         if route.name != "unknown" and audience not in wanted:
             raise _auth_error(
                 "InvalidAuthenticationTokenAudience",
