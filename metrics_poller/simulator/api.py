@@ -430,7 +430,9 @@ class Backend:
         elif not groups:
             groups = [((), [None] * len(buckets))]
         names = [d.lower() for d in query.split]
-        return [_series_item(names, key, query.labels, aggs, aggregations, query.metadata_only) for key, aggs in groups]
+        zero = metric.name in self.spec.zero_fill
+        only = query.metadata_only
+        return [_series_item(names, key, query.labels, aggs, aggregations, only, zero) for key, aggs in groups]
 
     def _projection(
         self, account: SimAccount, metric: str, split: tuple[str, ...], filters: dict[str, frozenset[str]]
@@ -609,13 +611,17 @@ def _series_item(
     aggs: list[Agg | None],
     aggregations: tuple[str, ...],
     metadata_only: bool,
+    zero_fill: bool = False,
 ) -> dict[str, Any]:
     item: dict[str, Any] = {"metadatavalues": [_metadata_value(n, v) for n, v in zip(names, key, strict=True)]}
     if metadata_only:
         return item
     value_of = [(name, data.AGGREGATION_VALUE[name]) for name in aggregations]
+    # An empty minute is a bare bucket, or, for a metric its provider declares `fillGapWithZero`, a 0
+    # for every aggregation (azure-monitor.md §7.2: "each resource provider decides between 0 and null").
+    empty = {name: 0.0 for name in aggregations} if zero_fill else {}
     item["data"] = [
-        {"timeStamp": label} if agg is None else {"timeStamp": label, **{n: f(agg) for n, f in value_of}}
+        {"timeStamp": label, **empty} if agg is None else {"timeStamp": label, **{n: f(agg) for n, f in value_of}}
         for label, agg in zip(labels, aggs, strict=True)
     ]
     return item

@@ -59,6 +59,8 @@ class SimSpec:
     # accounts offer the same metrics): left out of their definitions, a 400 when asked for.
     kind_undefined_metrics: Mapping[str, frozenset[str]] = field(default_factory=dict)
     # getBatch refuses a query returning more series than this (Azure: 500,000), with this status.
+    # Metrics whose provider declares `fillGapWithZero`: empty minutes come back as 0, not as bare buckets.
+    zero_fill: frozenset[str] = frozenset()
     cloud: Literal["public", "usgovernment", "china"] = "public"  # whose token audiences are accepted
     batch_series_limit: int = 500_000
     series_limit_status: Literal[400, 429] = 429

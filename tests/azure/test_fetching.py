@@ -8,16 +8,27 @@ import math
 import time
 from collections import Counter
 from dataclasses import replace
+from datetime import timedelta
 
 import pytest
 
-from metrics_poller.catalog import GROUPS
+from metrics_poller.catalog import AGGREGATION_KEY, GROUPS
 from metrics_poller.credentials import build_credential
 from metrics_poller.fetching import BATCH_REPROBE, DefinitionsError, Fetcher, QueryResult
 from metrics_poller.simulator import FaultRule, Simulator
 from metrics_poller.telemetry import REGISTRY
 
-from .conftest import assert_intact, azure_cfg, group, queries, recent_window, sim_accounts, simulator, stack
+from .conftest import (
+    assert_intact,
+    azure_cfg,
+    group,
+    observed,
+    queries,
+    recent_window,
+    sim_accounts,
+    simulator,
+    stack,
+)
 
 LIGHT = ("tokens", "time_to_response")  # two groups: one Total, one Average/Min/Max
 
@@ -508,3 +519,39 @@ async def test_too_many_series_splits_the_batch_and_loses_no_account(status: int
         assert_intact(sim, results)
         assert sim.calls[("getBatch", status)] > 0
         assert 2 <= sim.calls[("getBatch", 200)] <= len(accounts)  # split down to what fits
+
+
+# ---------------------------------------------------------------------------------------- zero filling
+
+
+async def test_zero_filled_minutes_keep_totals_and_drop_statistics_of_nothing() -> None:
+    """`fillGapWithZero`: Azure answers 0 for an empty minute. A total of 0 is stored (nothing happened);
+    an average/min/max of 0 ms latency is not (no reading); a 0 % availability is kept (it can be real)."""
+    zero = frozenset({"AzureOpenAIRequests", "AzureOpenAITimeToResponse", "AzureOpenAIAvailabilityRate"})
+    with simulator(seed=6, subscriptions=1, regions=("eastus",), accounts_per_region=3, zero_fill=zero) as sim:
+        window = recent_window()
+        minutes = [window.start + timedelta(minutes=m) for m in range(10)]
+        groups = [group("requests"), group("time_to_response"), group("availability")]
+        qs = queries(sim_accounts(sim), groups, window)
+        async with stack(sim, api="batch") as s:
+            results = await run_all(s.fetcher, qs)
+        filled = 0
+        for result in results:
+            metric = result.query.group.metric_names[0]
+            keys = [AGGREGATION_KEY[a] for a in result.query.group.aggregations]
+            for account in result.query.accounts:
+                dimensions = result.query.group.dimensions
+                truth = sim.expected(account.id, metric, window.start, window.end, dimensions=dimensions)
+                want = {dims: {t: {k: v[k] for k in keys} for t, v in points.items()} for dims, points in truth.items()}
+                if metric != "AzureOpenAITimeToResponse":  # empty minutes of a series: 0, and kept
+                    for points in want.values():
+                        for minute in minutes:
+                            if minute not in points:
+                                points[minute] = dict.fromkeys(keys, 0.0)
+                                filled += 1
+                got = observed(result, account, metric)
+                assert {d: set(p) for d, p in got.items()} == {d: set(p) for d, p in want.items()}, metric
+                for dims, points in want.items():
+                    for minute, values in points.items():
+                        assert got[dims][minute] == pytest.approx(values), f"{account.name}/{metric}/{minute}"
+        assert filled > 0  # the estate has empty minutes inside the window
