@@ -90,7 +90,7 @@ PERMANENT_METRIC_ERRORS = frozenset({"invalidsamplingtype", "invalidseries"})
 # 500000 time series per query", azure-monitor.md §4 and §6; its status is undocumented, so the text
 # decides). Asking again returns the same: the batch is split instead.
 SERIES_CAP = "TooManySeries"
-_SERIES_CAP_TEXT = re.compile(r"more than \d+ time series per query", re.IGNORECASE)
+_SERIES_CAP_TEXT = re.compile(r"more than (\d+) time series per query", re.IGNORECASE)
 _AGGREGATION_BY_LOWER = {name.lower(): name for name in AGGREGATION_KEY}
 _BEARER = re.compile(r"(?i)\b(bearer\s+)[A-Za-z0-9._~+/=-]+")
 
@@ -1023,6 +1023,13 @@ class Fetcher:
                 log.warning("getBatch refused for subscription %s (%s): %s", subscription, err.reason, advice)
             reason = f"{err.reason} ({advice})"
         elif err.code == SERIES_CAP:
+            # One account, still too many: ask for fewer series per metric (top) so that it fits;
+            # truncation is then detected and reported as usual.
+            limit = _SERIES_CAP_TEXT.search(err.reason)
+            fitting = int(limit.group(1)) // max(1, len(query.group.metric_names)) if limit else 0
+            if 1 <= fitting < top:
+                await self._batch(query, accounts, fitting, deadline, run)
+                return
             reason = f"{err.reason} (this one account has more series than getBatch allows: lower azure.top_cap)"
         else:
             reason = account_reason(err)

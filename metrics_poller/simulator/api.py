@@ -84,10 +84,11 @@ def not_found(resource_id: str) -> ApiError:
 
 
 def too_many_series(limit: int, status: int) -> ApiError:
-    """getBatch refuses a query whose result would hold more than `limit` (500,000) series: the
-    message and exception type are from open-telemetry/opentelemetry-collector-contrib #40078; the
-    status is not documented (azure-monitor.md §4, "uncertain"), so it is a setting: 429 (the
-    exception is a "throttled" one) or 400."""
+    """getBatch refuses a query that may request more than `limit` (500,000) series, counted as
+    resources × metrics × `top` (what "request" in its message suggests, and how 50 accounts and a
+    raised `top` reach it, issue 13). The message and exception type are from
+    open-telemetry/opentelemetry-collector-contrib #40078; the status is not documented
+    (azure-monitor.md §4, "uncertain"), so it is a setting: 429 (a "throttled" exception) or 400."""
     return ApiError(
         status,
         "TooManyRequests" if status == 429 else "BadRequest",
@@ -324,14 +325,15 @@ class Backend:
         for account in accounts:
             if account is not None:
                 self._check_offered(account, query)
+        # The series a query may request: `top` per metric per resource when split by a filter, else one.
+        requested = len(ids) * len(query.metrics) * (query.top if query.has_filter else 1)
+        if requested > self.spec.batch_series_limit:
+            raise too_many_series(self.spec.batch_series_limit, self.spec.series_limit_status)
         values = [
             self._batch_item(account, rid, query, start, end, publication, failing)
             for rid, account in zip(ids, accounts, strict=True)
             if account is not None
         ]
-        series = sum(len(metric["timeseries"]) for item in values for metric in item["value"])
-        if series > self.spec.batch_series_limit:
-            raise too_many_series(self.spec.batch_series_limit, self.spec.series_limit_status)
         return Reply(200, {"values": values})
 
     def _check_offered(self, account: SimAccount, query: MetricQuery) -> None:

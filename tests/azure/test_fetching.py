@@ -6,7 +6,6 @@ import asyncio
 import json
 import math
 import time
-from collections import Counter
 from dataclasses import replace
 from datetime import timedelta
 
@@ -501,24 +500,31 @@ async def test_connections_are_reused_with_a_custom_ca_bundle(sim: Simulator) ->
 
 @pytest.mark.parametrize("status", [429, 400])
 async def test_too_many_series_splits_the_batch_and_loses_no_account(status: int) -> None:
-    """getBatch refuses a query over its series limit (500,000 in Azure; small here). The poller splits
-    the batch into calls of fewer accounts until each fits, and every account arrives."""
-    estate = {"seed": 4, "subscriptions": 1, "regions": ("eastus",), "accounts_per_region": 8}
-    with simulator(**estate) as plain:
-        accounts = sim_accounts(plain)
-        qs = queries(accounts, [group("tokens")], recent_window())
-        async with stack(plain, api="batch") as s:
-            per_account = Counter(series.account.key for r in await run_all(s.fetcher, qs) for series in r.series)
-    limit = max(per_account.values())  # one account always fits; any two do not
-    with simulator(**estate, batch_series_limit=limit, series_limit_status=status) as sim:
+    """getBatch refuses a query that may request more than its series limit (accounts × metrics × top;
+    500,000 in Azure, 3,000 here: one account of the 3-metric group at top 1000 fits, two do not). The
+    poller splits the batch into calls of fewer accounts until each fits, and every account arrives."""
+    with simulator(seed=4, subscriptions=1, regions=("eastus",), accounts_per_region=8,
+                   batch_series_limit=3_000, series_limit_status=status) as sim:
         accounts = sim_accounts(sim)
-        qs = queries(accounts, [group("tokens")], recent_window())
+        qs = queries(accounts, [group("tokens")], recent_window(), top=1000)
         async with stack(sim, api="batch") as s:
             results = await run_all(s.fetcher, qs)
         assert not failed(results)
         assert_intact(sim, results)
         assert sim.calls[("getBatch", status)] > 0
-        assert 2 <= sim.calls[("getBatch", 200)] <= len(accounts)  # split down to what fits
+        assert sim.calls[("getBatch", 200)] == len(accounts)  # split down to one account per call
+
+
+async def test_too_many_series_for_one_account_lowers_top_to_fit() -> None:
+    with simulator(seed=4, subscriptions=1, regions=("eastus",), accounts_per_region=2,
+                   batch_series_limit=600) as sim:  # 3 metrics: top 200 fits, top 1000 does not
+        accounts = sim_accounts(sim)
+        qs = queries(accounts, [group("tokens")], recent_window(), top=1000)
+        async with stack(sim, api="batch") as s:
+            results = await run_all(s.fetcher, qs)
+        assert not failed(results)
+        assert_intact(sim, results)
+        assert sim.calls[("getBatch", 200)] == len(accounts)
 
 
 # ---------------------------------------------------------------------------------------- zero filling
