@@ -109,7 +109,6 @@ class CallError(Exception):
         code: str | None = None,
         credential: bool = False,
         retryable: bool = False,
-        deferred: bool = False,
     ) -> None:
         super().__init__(reason)
         self.reason = reason
@@ -117,7 +116,6 @@ class CallError(Exception):
         self.code = code
         self.credential = credential  # the token could not be obtained: no request reached the service
         self.retryable = retryable
-        self.deferred = deferred  # a Retry-After too long for this cycle: the work waits for the next
 
 
 class DefinitionsError(Exception):
@@ -376,8 +374,8 @@ class Retrier:
     """Runs one Azure call with bounded concurrency, our own retries, and a hard deadline.
 
     `Retry-After` is always honoured, never shortened: a wait longer than `retry_after_cap` or past
-    the deadline is not waited out; the call fails at once as deferred (`CallError.deferred`) and its
-    work is left for the next cycle, whose calls of that scope wait until the hold has passed."""
+    the deadline is not waited out; the call fails at once and its work is left for the next cycle,
+    whose calls of that scope wait until the hold has passed."""
 
     def __init__(
         self,
@@ -564,10 +562,7 @@ class Retrier:
         what = f"Azure asked to wait {wait:.0f}s (Retry-After) before the next {route} call, {why}"
         if scope is None or self._holds.first_report(scope):
             log.warning("%s (%s): its work is left for the next cycle, nothing is lost", what, scope or route)
-        error = self._gave_up(last, f"{what}; left for the next cycle")
-        error.deferred = True
-        error.retryable = True
-        raise error
+        raise self._gave_up(last, f"{what}; left for the next cycle")
 
     @staticmethod
     def _gave_up(last: CallError | None, why: str) -> CallError:
