@@ -669,7 +669,12 @@ class ElasticsearchSink:
         )
 
     async def _split(
-        self, target: _Target, positions: list[int], documents: Sequence[Document], encoded: Sequence[bytes], outcomes: list[Outcome]
+        self,
+        target: _Target,
+        positions: list[int],
+        documents: Sequence[Document],
+        encoded: Sequence[bytes],
+        outcomes: list[Outcome],
     ) -> None:
         """After a 413: write each half on its own; a single document that is still too large is rejected."""
         if len(positions) == 1:

@@ -46,6 +46,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import orjson
 
+from metrics_poller.testing import ingest
 from metrics_poller.testing.es_security import (
     SUPERUSER,
     Denied,
@@ -54,7 +55,6 @@ from metrics_poller.testing.es_security import (
     deny_cluster,
     deny_index,
 )
-from metrics_poller.testing import ingest
 
 VERSION = "8.19.0"
 # `http.max_content_length` (HttpTransportSettings.SETTING_HTTP_MAX_CONTENT_LENGTH, default 100mb).
