@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, TextIO
 
-from metrics_poller import __version__, config
+from metrics_poller import __version__, config, preflight
 from metrics_poller.cycle import CycleReport, Unreachable
 from metrics_poller.discovery import DiscoveryError
 
@@ -92,10 +92,16 @@ async def _once(cfg: config.Config) -> int:
     return report.exit_code
 
 
+def _preflight(cfg: config.Config, command: preflight.Command) -> None:
+    """Every output, cursor and listen setting usable and Elasticsearch answering, before any Azure call."""
+    asyncio.run(preflight.check(cfg, command))
+
+
 def cmd_once(args: argparse.Namespace) -> int:
     cfg = load_config(args)
     _setup_logging(cfg)
     _warn_insecure(cfg)
+    _preflight(cfg, "once")
     return asyncio.run(_once(cfg))
 
 
@@ -103,6 +109,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     cfg = load_config(args)
     _setup_logging(cfg)
     _warn_insecure(cfg)
+    _preflight(cfg, "run")
 
     async def main() -> int:
         from metrics_poller.runtime import create_poller
@@ -123,6 +130,7 @@ def cmd_backfill(args: argparse.Namespace) -> int:
         raise UsageError("--since must be before --until")
     if datetime.now(UTC) - since > timedelta(days=93):
         raise UsageError("--since is older than Azure's 93-day metric retention")
+    _preflight(cfg, "backfill")
     return asyncio.run(_backfill(cfg, since, until))
 
 
@@ -362,6 +370,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         for line in exc.lines:
             print(line, file=sys.stderr)
         return EXIT_USAGE
+    except preflight.PreflightError as exc:
+        for line in exc.lines:
+            print(line, file=sys.stderr)
+        return exc.exit_code
     except UsageError as exc:
         print(f"error: {_one_line(exc)}", file=sys.stderr)
         return EXIT_USAGE

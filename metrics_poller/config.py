@@ -6,11 +6,13 @@ Every problem is reported as one line naming the key, the value and what is expe
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit, urlunsplit
 
 import yaml
 from pydantic import (
@@ -203,6 +205,25 @@ class Elasticsearch(_Strict):
             raise ValueError("expected a lower-case data stream namespace of letters, digits, '_' or '.'")
         return value
 
+    @field_validator("hosts")
+    @classmethod
+    def _hosts(cls, values: list[str]) -> list[str]:
+        return [es_host_url(value) for value in values]
+
+    @field_validator("cloud_id")
+    @classmethod
+    def _cloud_id(cls, value: str | None) -> str | None:
+        if value is not None:
+            cloud_id_host(value)
+        return value
+
+    @field_validator("ca_certs")
+    @classmethod
+    def _ca_certs(cls, value: str | None) -> str | None:
+        if value and not Path(value).is_file():
+            raise ValueError(f"no such file {value!r}; expected a PEM CA bundle")
+        return value
+
     @field_validator("retention", "look_back")
     @classmethod
     def _time_value(cls, value: str | None) -> str | None:
@@ -216,11 +237,71 @@ class Elasticsearch(_Strict):
         object.__setattr__(self, "password", self.password or _read_secret_file(self.password_file))
         if self.password and not self.username:
             raise ValueError("username: required when password is set")
+        if not self.hosts and not self.cloud_id:
+            raise ValueError("hosts: empty; expected at least one URL such as https://localhost:9200, or cloud_id")
+        plain = [h for h in self.hosts if h.startswith("http://")] if not self.cloud_id else []
+        if self.ca_certs and plain:
+            raise ValueError(
+                f"ca_certs: set, but host {_without_userinfo(plain[0])} is plain http://; "
+                "expected https:// hosts with ca_certs (or no ca_certs)"
+            )
         return self
 
     @property
     def data_stream(self) -> str:
         return f"metrics-azure.open_ai-{self.namespace}"
+
+
+ES_DEFAULT_PORT = 9200
+
+
+def es_host_url(text: str) -> str:
+    """An `elasticsearch.hosts` entry as the full URL the client needs.
+
+    Beats-style `host:port` (no scheme) means https; a host without a port gets Elasticsearch's 9200,
+    except an explicit `https://` URL, which keeps the URL default 443 as the client does (Elastic Cloud
+    endpoints). Raises ValueError with a one-line message naming the entry (credentials left out).
+    """
+    raw = text.strip()
+    shown = _without_userinfo(raw)
+    if not raw:
+        raise ValueError("empty host; expected a URL such as https://localhost:9200")
+    explicit = re.match(r"(?i)^([a-z][a-z0-9+.-]*)://", raw)
+    scheme = explicit.group(1).lower() if explicit else "https"
+    if scheme not in ("http", "https"):
+        raise ValueError(f"host {shown!r} has scheme {scheme!r}; expected http or https")
+    parts = urlsplit(raw if explicit else "https://" + raw)
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError(f"host {shown!r} has no valid port; expected host:port such as localhost:9200") from None
+    if not parts.hostname or parts.query or parts.fragment:
+        raise ValueError(f"host {shown!r} is not host:port or a URL such as https://localhost:9200")
+    if port is None and not (explicit and scheme == "https"):
+        port = ES_DEFAULT_PORT
+    netloc = parts.netloc if port is None or parts.port is not None else f"{parts.netloc}:{port}"
+    return str(urlunsplit((scheme, netloc, parts.path.rstrip("/"), "", "")))
+
+
+def cloud_id_host(value: str) -> str:
+    """The Elasticsearch host encoded in an Elastic Cloud id (`<name>:<base64 of host$es$kibana>`)."""
+    expected = "expected <deployment name>:<base64 id> as shown in the Elastic Cloud console"
+    _, colon, encoded = value.partition(":")
+    try:
+        decoded = base64.b64decode(encoded.encode("ascii")).decode("ascii")
+    except (ValueError, UnicodeError):
+        decoded = ""
+    parts = decoded.split("$")
+    if not colon or len(parts) < 2 or not parts[0] or not parts[1]:
+        raise ValueError(f"not an Elastic Cloud id; {expected}")
+    host, _, port = parts[0].rpartition(":") if ":" in parts[0] else (parts[0], "", "")
+    if not host or (port and not port.isdigit()):
+        raise ValueError(f"the Elastic Cloud id names no valid host; {expected}")
+    return f"{parts[1]}.{host}"
+
+
+def _without_userinfo(url: str) -> str:
+    return re.sub(r"//[^/@\s]*@", "//", url)
 
 
 class Ndjson(_Strict):

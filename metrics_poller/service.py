@@ -18,6 +18,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from metrics_poller import telemetry
 from metrics_poller.cycle import CycleReport, Poller
+from metrics_poller.preflight import PreflightError, Problem
 from metrics_poller.windows import floor_time
 
 log = logging.getLogger(__name__)
@@ -53,7 +54,11 @@ async def start_listener(listen: str, health: telemetry.Health) -> web.AppRunner
     runner = web.AppRunner(health_app(health), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host.strip("[]") or "0.0.0.0", int(port))
-    await site.start()
+    try:
+        await site.start()
+    except OSError as exc:  # taken since the preflight looked: still one line, not a traceback
+        await runner.cleanup()
+        raise PreflightError([Problem("http.listen", f"cannot listen on {listen}: {exc.strerror or exc}")]) from None
     log.info("metrics and health on http://%s/metrics, /healthz, /readyz", listen)
     return runner
 
@@ -135,20 +140,24 @@ class Service:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stopping.set)
-        runner = await start_listener(self.cfg.http.listen, self.health) if self.cfg.http.listen else None
-        scheduler = AsyncIOScheduler(timezone=UTC)
-        self.schedule(scheduler)
-        scheduler.start()
-        sd_notify("READY=1")
-        watchdog = asyncio.create_task(self._watchdog())
+        runner: web.AppRunner | None = None
+        watchdog: asyncio.Task[None] | None = None
         try:
+            if self.cfg.http.listen:
+                runner = await start_listener(self.cfg.http.listen, self.health)
+            scheduler = AsyncIOScheduler(timezone=UTC)
+            self.schedule(scheduler)
+            scheduler.start()
+            sd_notify("READY=1")
+            watchdog = asyncio.create_task(self._watchdog())
             await self.stopping.wait()
             log.info("stopping")
             sd_notify("STOPPING=1")
             scheduler.shutdown(wait=False)
             await self._finish_current()
         finally:
-            watchdog.cancel()
+            if watchdog is not None:
+                watchdog.cancel()
             if runner is not None:
                 await runner.cleanup()
             await self.poller.close()

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import orjson
-from elastic_transport import ConnectionTimeout, TransportError
+from elastic_transport import ConnectionTimeout, TlsError, TransportError
 from elasticsearch import (
     ApiError,
     AsyncElasticsearch,
@@ -79,6 +79,46 @@ def build_client(cfg: ElasticsearchConfig) -> AsyncElasticsearch:
         options["ssl_show_warn"] = False
     options.update(auth_options(cfg))
     return AsyncElasticsearch(**options)
+
+
+async def probe(cfg: ElasticsearchConfig) -> tuple[str, str, bool] | None:
+    """One authenticated `GET /` (preflight). None when the cluster answered and took the credentials
+    (a 403 means they authenticated but lack `monitor`, which writing does not need); otherwise
+    (subject, one-line message, unreachable)."""
+    server = f"cloud_id {cfg.cloud_id.partition(':')[0]!r}" if cfg.cloud_id else ", ".join(map(_no_userinfo, cfg.hosts))
+    secrets = secrets_of(cfg)
+    client = build_client(cfg)
+    try:
+        await client.options(max_retries=0).info()
+    except AuthenticationException as exc:
+        return credential_key(cfg), f"refused by Elasticsearch at {server} ({describe(exc, secrets)})", False
+    except AuthorizationException:
+        return None
+    except TlsError as exc:
+        hint = "check the URL scheme, elasticsearch.ca_certs or elasticsearch.verify_certs"
+        return f"elasticsearch at {server}", f"TLS failed ({describe(exc, secrets)}); {hint}", False
+    except ApiError as exc:
+        return f"elasticsearch at {server}", f"not usable: {describe(exc, secrets)}", exc.meta.status >= 500
+    except TransportError as exc:
+        return f"elasticsearch at {server}", f"unreachable: {describe(exc, secrets)}", True
+    finally:
+        await client.close()
+    return None
+
+
+def credential_key(cfg: ElasticsearchConfig) -> str:
+    """The configuration key of the credential the client sends (see `auth_options`)."""
+    if cfg.api_key is not None:
+        return "elasticsearch.api_key"
+    if cfg.bearer_token is not None:
+        return "elasticsearch.bearer_token"
+    if cfg.username is not None:
+        return "elasticsearch.username/password"
+    return "elasticsearch (no api_key, bearer_token or username configured)"
+
+
+def _no_userinfo(url: str) -> str:
+    return _URL_USERINFO.sub("//", url)
 
 
 def auth_options(cfg: ElasticsearchConfig) -> dict[str, Any]:
