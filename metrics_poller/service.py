@@ -13,13 +13,13 @@ from datetime import UTC, datetime, timedelta
 
 from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from apscheduler.triggers.interval import IntervalTrigger
+from apscheduler.triggers.base import BaseTrigger
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from metrics_poller import telemetry
 from metrics_poller.cycle import CycleReport, Poller
 from metrics_poller.preflight import PreflightError, Problem
-from metrics_poller.windows import floor_time
+from metrics_poller.windows import ceil_time, next_fire
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +92,22 @@ def watchdog_interval() -> float | None:
 # ------------------------------------------------------------------------------------------ service
 
 
+class AlignedTrigger(BaseTrigger):  # type: ignore[misc]  # APScheduler 3 ships no type hints
+    """APScheduler trigger firing at every wall-clock multiple of `period` (counted from the Unix
+    epoch, so 300 s means :00, :05, :10 … of every hour, on every host)."""
+
+    def __init__(self, period: timedelta) -> None:
+        self.period = period
+
+    def get_next_fire_time(self, previous_fire_time: datetime | None, now: datetime) -> datetime:
+        if previous_fire_time is None:
+            return ceil_time(now, self.period)
+        return next_fire(previous_fire_time, self.period)
+
+    def __str__(self) -> str:
+        return f"every wall-clock multiple of {self.period.total_seconds():.0f}s"
+
+
 class Service:
     """Runs a cycle at every wall-clock multiple of `period`; never two at once."""
 
@@ -102,6 +118,7 @@ class Service:
         self.stopping = asyncio.Event()
         self.current: asyncio.Task[CycleReport] | None = None
         self.last_report: CycleReport | None = None
+        self.scheduler = AsyncIOScheduler(timezone=UTC)
 
     async def fire(self) -> None:
         """Scheduler job: start a cycle in a task this service owns, so that stopping the scheduler
@@ -118,22 +135,20 @@ class Service:
         self.last_report = report
         self.health.record_cycle(report.ok or (report.unreachable is None and report.cursors_advanced > 0))
         (log.info if report.ok else log.warning)(report.summary())
-        for failure in report.failures[:20]:
-            log.warning("%s %s: %s", failure.scope, failure.target, failure.reason)
+        for line in report.cause_lines():
+            log.warning("%s", line)
         sd_notify("WATCHDOG=1")
         return report
 
     def schedule(self, scheduler: AsyncIOScheduler, now: datetime | None = None) -> None:
-        period = timedelta(seconds=self.cfg.period)
-        start = floor_time(now or datetime.now(UTC), period)
         scheduler.add_job(
             self.fire,
-            IntervalTrigger(seconds=self.cfg.period, start_date=start, timezone=UTC),
+            AlignedTrigger(timedelta(seconds=self.cfg.period)),
             id="cycle",
             max_instances=1,  # no overlapping cycles
             coalesce=True,  # after a stall, run once, not once per missed period
             misfire_grace_time=max(1, self.cfg.period // 2),
-            next_run_time=datetime.now(UTC),  # first cycle right away, then aligned
+            next_run_time=now or datetime.now(UTC),  # first cycle right away, then on the multiples
         )
 
     async def run(self) -> int:
@@ -142,10 +157,10 @@ class Service:
             loop.add_signal_handler(sig, self.stopping.set)
         runner: web.AppRunner | None = None
         watchdog: asyncio.Task[None] | None = None
+        scheduler = self.scheduler
         try:
             if self.cfg.http.listen:
                 runner = await start_listener(self.cfg.http.listen, self.health)
-            scheduler = AsyncIOScheduler(timezone=UTC)
             self.schedule(scheduler)
             scheduler.start()
             sd_notify("READY=1")
