@@ -65,16 +65,17 @@ def parse_time(text: str) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def print_report(report: CycleReport, out: TextIO = sys.stdout) -> None:
+def summary_stream(cfg: config.Config) -> TextIO:
+    """Where the cycle summary goes: stderr when the documents go to stdout (`ndjson.path: -`), so
+    stdout stays valid NDJSON; stdout otherwise."""
+    return sys.stderr if cfg.output == "ndjson" and cfg.ndjson.path == "-" else sys.stdout
+
+
+def print_report(report: CycleReport, out: TextIO | None = None) -> None:
+    out = out or sys.stdout
     print(report.summary(), file=out)
-    for gap in report.gaps[:20]:
-        print(f"  skipped {gap.start:%Y-%m-%dT%H:%MZ}..{gap.end:%Y-%m-%dT%H:%MZ} for {gap.account_key}", file=out)
-    seen: set[tuple[str, str]] = set()
-    for failure in report.failures:
-        if (failure.target, failure.reason) in seen:
-            continue
-        seen.add((failure.target, failure.reason))
-        print(f"  failed {failure.scope} {failure.target}: {failure.reason}", file=out)
+    for line in report.cause_lines():
+        print(f"  {line}", file=out)
 
 
 # ------------------------------------------------------------------------------------------ commands
@@ -88,7 +89,7 @@ async def _once(cfg: config.Config) -> int:
         report = await poller.run_cycle()
     finally:
         await poller.close()
-    print_report(report)
+    print_report(report, summary_stream(cfg))
     return report.exit_code
 
 
@@ -173,7 +174,7 @@ async def _backfill(cfg: config.Config, since: datetime, until: datetime) -> int
         await poller.close()
     if progress is not None:
         print(file=sys.stderr)
-    print_report(report)
+    print_report(report, summary_stream(cfg))
     return report.exit_code
 
 
@@ -240,8 +241,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
     print("configuration: ok")
 
     async def main() -> int:
+        from metrics_poller.access import check_metrics
         from metrics_poller.credentials import build_credential
+        from metrics_poller.cycle import owned
         from metrics_poller.discovery import Discoverer
+        from metrics_poller.fetching import Fetcher
+        from metrics_poller.runtime import shard_index
 
         worst = EXIT_OK
         credential = build_credential(cfg.azure)
@@ -262,8 +267,20 @@ def cmd_validate(args: argparse.Namespace) -> int:
             except Exception as exc:
                 print(f"azure discovery: FAILED: {_one_line(exc)}")
                 worst = EXIT_UNREACHABLE
+                result = None
             finally:
                 await discoverer.close()
+            if result is not None:
+                fetcher = Fetcher(cfg.azure, credential)
+                try:
+                    mine = owned(result.accounts, shard_index(cfg), cfg.shard.count)
+                    verdicts = await check_metrics(fetcher, mine, cfg, datetime.now(UTC))
+                finally:
+                    await fetcher.close()
+                for item in verdicts:
+                    print(item.line)
+                if not all(item.ok for item in verdicts):
+                    worst = max(worst, EXIT_PARTIAL)
         finally:
             await credential.close()
         if cfg.output == "elasticsearch" or cfg.state.backend == "elasticsearch":

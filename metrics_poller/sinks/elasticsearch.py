@@ -473,6 +473,7 @@ class ElasticsearchSink:
         self._secrets = secrets_of(cfg)
         self._semaphore = asyncio.Semaphore(cfg.concurrency)
         self._dead_letter_lock = asyncio.Lock()
+        self.last_problem: str | None = None
 
     async def write(self, documents: Sequence[Document]) -> list[Outcome]:
         """Store `documents`; one outcome per document, in input order.
@@ -535,7 +536,8 @@ class ElasticsearchSink:
             pending = await self._settle(pending, items, documents, outcomes)
             if not pending:
                 return
-        log.warning(
+        # Counted in the cycle summary with its cause, not once per batch (an outage is many batches).
+        log.debug(
             "%d documents not stored after %d bulk attempts; they will be fetched again",
             len(pending),
             self._cfg.retry_attempts,
@@ -556,14 +558,16 @@ class ElasticsearchSink:
         except (AuthenticationException, AuthorizationException) as exc:
             raise _auth_error(exc, self._secrets) from None
         except ApiError as exc:
+            self.last_problem = describe(exc, self._secrets)
             if exc.meta.status in RETRY_STATUSES:
-                log.info("bulk request refused, will retry: %s", describe(exc, self._secrets))
+                log.debug("bulk request refused, will retry: %s", self.last_problem)
                 return None
             # A whole-request rejection is not the documents' fault: leave them RETRYABLE.
-            log.error("bulk request rejected: %s", describe(exc, self._secrets))
+            log.error("bulk request rejected: %s", self.last_problem)
             raise _Abandon from None
         except TransportError as exc:
-            log.info("bulk request failed, will retry: %s", describe(exc, self._secrets))
+            self.last_problem = describe(exc, self._secrets)
+            log.debug("bulk request failed, will retry: %s", self.last_problem)
             return None
         items = response.body.get("items")
         return list(items) if isinstance(items, list) else []
