@@ -723,6 +723,55 @@ class Fetcher:
         for client in clients:
             await client.close()
 
+    async def probe(self, query: Query, deadline: float) -> CallError | None:
+        """One call for `query` through the route `azure.api` selects (ARM: its first account only),
+        never falling back: None when Azure answered, else its error. For `validate`, which must show
+        the 401 or 403 that `auto` would work around."""
+        group = query.group
+        flt = batch_filter(group.dimensions)
+        top = query.top if flt else None
+        try:
+            if self._cfg.api == "arm":
+                account = query.accounts[0]
+                monitor = self._monitor_client(account.subscription_id)
+
+                async def arm(capture: Capture) -> None:
+                    await monitor.metrics.list(
+                        account.id.lstrip("/"),
+                        timespan=arm_timespan(query.window.start, query.window.end),
+                        interval=query.window.timegrain,
+                        metricnames=",".join(group.metric_names),
+                        aggregation=",".join(group.aggregations),
+                        top=top,
+                        filter=flt,
+                        metricnamespace=NAMESPACE,
+                        **capture.hooks(),
+                    )
+
+                await self._retrier.run("metrics", arm, _arm_response, deadline, subscription_id=query.subscription_id)
+            else:
+                metrics = self._metrics_client(query.region)
+                request = batch_request(
+                    query.subscription_id,
+                    [a.id for a in query.accounts],
+                    group.metric_names,
+                    query.window.start,
+                    query.window.end,
+                    query.window.timegrain,
+                    group.aggregations,
+                    top,
+                    order_by(group.aggregations),
+                    flt,
+                )
+
+                async def batch(capture: Capture) -> None:
+                    await send_batch(metrics, request, **capture.hooks())
+
+                await self._retrier.run("getBatch", batch, _batch_values, deadline)
+        except CallError as err:
+            return err
+        return None
+
     # --------------------------------------------------------------------------------- definitions
 
     async def definitions(
