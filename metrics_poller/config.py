@@ -56,6 +56,12 @@ def _read_secret_file(path: str | None) -> SecretStr | None:
         raise ValueError(f"cannot read secret file {path}: {exc.strerror}") from None
 
 
+def _pem_file(value: str | None) -> str | None:
+    if value and not Path(value).is_file():
+        raise ValueError(f"no such file {value!r}; expected a PEM CA bundle")
+    return value
+
+
 PositiveInt = Annotated[int, Field(gt=0)]
 
 
@@ -161,9 +167,7 @@ class Azure(_Strict):
     @field_validator("ca_bundle")
     @classmethod
     def _ca_exists(cls, value: str | None) -> str | None:
-        if value and not Path(value).is_file():
-            raise ValueError(f"no such file {value!r}; expected a PEM CA bundle")
-        return value
+        return _pem_file(value)
 
     @model_validator(mode="after")
     def _endpoints(self) -> Azure:
@@ -220,9 +224,7 @@ class Elasticsearch(_Strict):
     @field_validator("ca_certs")
     @classmethod
     def _ca_certs(cls, value: str | None) -> str | None:
-        if value and not Path(value).is_file():
-            raise ValueError(f"no such file {value!r}; expected a PEM CA bundle")
-        return value
+        return _pem_file(value)
 
     @field_validator("retention", "look_back")
     @classmethod

@@ -53,3 +53,14 @@ def test_an_elasticsearch_outage_is_a_few_lines_and_stops_polling_azure(estate: 
     assert queries is not None and int(queries.group(1)) == 78  # 6 (subscription, region) chunks x 13 groups
     planned = int(queries.group(1))
     assert estate.call_count("getBatch") <= planned // 10, estate.calls
+
+
+def test_documents_on_stdout_are_pure_ndjson(estate: Simulator, tmp_path: Path) -> None:
+    data = poller_config(estate, tmp_path, ndjson={"path": "-"}, azure={"metric_groups": ["requests"]})
+    data["azure"]["resource_ids"] = [a.id for a in estate.accounts[:4]]
+    data["azure"]["subscriptions"] = []
+    result = command("once", "--config", str(write_config(data, tmp_path / "poller.yaml")))
+    assert result.returncode == 0, result.stderr
+    documents = [orjson.loads(line) for line in result.stdout.splitlines()]  # every line, not just some
+    assert documents and all(d["data_stream"]["dataset"] == "azure.open_ai" for d in documents)
+    assert "cycle ok" in result.stderr
