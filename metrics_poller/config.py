@@ -56,12 +56,6 @@ def _read_secret_file(path: str | None) -> SecretStr | None:
         raise ValueError(f"cannot read secret file {path}: {exc.strerror}") from None
 
 
-def _pem_file(value: str | None) -> str | None:
-    if value and not Path(value).is_file():
-        raise ValueError(f"no such file {value!r}; expected a PEM CA bundle")
-    return value
-
-
 PositiveInt = Annotated[int, Field(gt=0)]
 
 
@@ -167,7 +161,9 @@ class Azure(_Strict):
     @field_validator("ca_bundle")
     @classmethod
     def _ca_exists(cls, value: str | None) -> str | None:
-        return _pem_file(value)
+        if value and not Path(value).is_file():
+            raise ValueError(f"no such file {value!r}; expected a PEM CA bundle")
+        return value
 
     @model_validator(mode="after")
     def _endpoints(self) -> Azure:
@@ -220,11 +216,6 @@ class Elasticsearch(_Strict):
         if value is not None:
             cloud_id_host(value)
         return value
-
-    @field_validator("ca_certs")
-    @classmethod
-    def _ca_certs(cls, value: str | None) -> str | None:
-        return _pem_file(value)
 
     @field_validator("retention", "look_back")
     @classmethod

@@ -170,6 +170,10 @@ async def elasticsearch_access(ctx: Context) -> list[Problem]:
     cfg = ctx.cfg
     if cfg.output != "elasticsearch" and cfg.state.backend != "elasticsearch":
         return []
+    # Checked here, not when the configuration is read: in a pod the file is a mounted secret.
+    ca_certs = cfg.elasticsearch.ca_certs
+    if ca_certs and not Path(ca_certs).is_file():
+        return [Problem("elasticsearch.ca_certs", f"no such file {ca_certs}; expected a PEM CA bundle")]
     from metrics_poller.sinks.elasticsearch import probe
 
     answer = await probe(cfg.elasticsearch)

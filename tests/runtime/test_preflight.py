@@ -90,7 +90,7 @@ CASES: dict[str, tuple[Case, int, str]] = {
     "ca_certs missing": (
         lambda d, t, e: _with_es(d, e, hosts=["https://127.0.0.1:9200"], ca_certs=str(t / "missing.pem")),
         2,
-        "config: elasticsearch.ca_certs: no such file",
+        "preflight: elasticsearch.ca_certs: no such file",
     ),
     "ca_certs with an http:// host": (
         lambda d, t, e: _with_es(d, e, ca_certs=str(_blocker(t))),
