@@ -32,6 +32,10 @@ CONFIG_ENV = "METRICS_POLLER_CONFIG"
 DEFAULT_PATHS = (Path("config/poller.yaml"), Path("/etc/metrics-poller/poller.yaml"))
 BASE_PERIOD = 300
 MAX_BACKFILL = 93 * 86400
+# Elasticsearch refuses a request body above `http.max_content_length` (100 MB by default) with 413.
+MAX_BATCH_BYTES = 90 * 1024 * 1024
+# `index.look_back_time` accepts 1m to 7d (Elasticsearch's DataStreamsPlugin.LOOK_BACK_TIME).
+LOOK_BACK_RANGE = (60, 7 * 86400)
 GRAINS = {"PT1M": 60, "PT5M": 300, "PT15M": 900, "PT30M": 1800, "PT1H": 3600}
 
 
@@ -97,6 +101,33 @@ class Credential(_Strict):
         return self
 
 
+Cloud = Literal["public", "usgovernment", "china"]
+# The five endpoints of each Azure cloud (azure-monitor.md §11; Microsoft's sovereign-cloud pages).
+CLOUD_ENDPOINTS: dict[str, dict[str, str]] = {
+    "public": {
+        "resource_manager": "https://management.azure.com",
+        "metrics": "https://{region}.metrics.monitor.azure.com",
+        "authority": "https://login.microsoftonline.com",
+        "resource_manager_audience": "https://management.azure.com",
+        "metrics_audience": "https://metrics.monitor.azure.com",
+    },
+    "usgovernment": {
+        "resource_manager": "https://management.usgovcloudapi.net",
+        "metrics": "https://{region}.metrics.monitor.azure.us",
+        "authority": "https://login.microsoftonline.us",
+        "resource_manager_audience": "https://management.usgovcloudapi.net",
+        "metrics_audience": "https://metrics.monitor.azure.us",
+    },
+    "china": {
+        "resource_manager": "https://management.chinacloudapi.cn",
+        "metrics": "https://{region}.metrics.monitor.azure.cn",
+        "authority": "https://login.chinacloudapi.cn",
+        "resource_manager_audience": "https://management.chinacloudapi.cn",
+        "metrics_audience": "https://metrics.monitor.azure.cn",
+    },
+}
+
+
 class Endpoints(_Strict):
     resource_manager: str = "https://management.azure.com"
     metrics: str = "https://{region}.metrics.monitor.azure.com"
@@ -120,6 +151,7 @@ class Retry(_Strict):
 
 
 class Azure(_Strict):
+    cloud: Cloud = "public"
     subscriptions: list[Subscription] = Field(default_factory=list)
     resource_ids: list[str] = Field(default_factory=list)
     kinds: list[str] = Field(default_factory=lambda: ["OpenAI", "AIServices"])
@@ -137,6 +169,18 @@ class Azure(_Strict):
     ca_bundle: str | None = None
     verify_tls: bool = True
     retry: Retry = Field(default_factory=Retry)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _cloud_endpoints(cls, data: Any) -> Any:
+        """Endpoints not set explicitly come from `cloud` (an unknown cloud is reported by its field)."""
+        if not isinstance(data, dict):
+            return data
+        defaults = CLOUD_ENDPOINTS.get(str(data.get("cloud", "public")))
+        endpoints = data.get("endpoints")
+        if defaults is None or not (endpoints is None or isinstance(endpoints, dict)):
+            return data
+        return {**data, "endpoints": {**defaults, **(endpoints or {})}}
 
     @field_validator("resource_ids")
     @classmethod
@@ -223,6 +267,34 @@ class Elasticsearch(_Strict):
         if value is not None and not re.fullmatch(r"\d+(ms|s|m|h|d)", value):
             raise ValueError("expected an Elasticsearch time value such as 90d, 12h or 30m")
         return value
+
+    @field_validator("batch_bytes")
+    @classmethod
+    def _batch_bytes(cls, value: int) -> int:
+        if value > MAX_BATCH_BYTES:
+            raise ValueError(
+                f"expected at most {MAX_BATCH_BYTES} (90 MiB): Elasticsearch refuses requests above "
+                "http.max_content_length, 100 MB by default"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _look_back_range(self) -> Elasticsearch:
+        seconds = self.look_back_seconds
+        if not LOOK_BACK_RANGE[0] <= seconds <= LOOK_BACK_RANGE[1]:
+            raise ValueError(
+                f"look_back: {self.look_back} is outside 1m to 7d, the range Elasticsearch accepts for "
+                "index.look_back_time"
+            )
+        return self
+
+    @property
+    def look_back_seconds(self) -> int:
+        """`look_back` in seconds (validated as an Elasticsearch time value such as 7d, 12h or 30m)."""
+        match = re.fullmatch(r"(\d+)(ms|s|m|h|d)", str(self.look_back))
+        if match is None:
+            return int(self.look_back)
+        return int(int(match[1]) * {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}[match[2]])
 
     @model_validator(mode="after")
     def _secrets(self) -> Elasticsearch:
@@ -389,6 +461,15 @@ class Config(_Strict):
             )
         if self.cycle_deadline is not None and self.cycle_deadline > self.period:
             raise ValueError("cycle_deadline: must not exceed period (cycles never overlap)")
+        es = self.elasticsearch
+        reach = self.max_backfill + self.latency + grain
+        if self.output == "elasticsearch" and es.tsds and reach > es.look_back_seconds:
+            # The first backing index of a time-series stream takes nothing older than look_back.
+            raise ValueError(
+                f"max_backfill: {self.max_backfill}s (plus latency and one grain) reaches further back than "
+                f"elasticsearch.look_back ({es.look_back}) with elasticsearch.tsds: true, and Elasticsearch "
+                "would refuse those points; lower max_backfill or raise elasticsearch.look_back (at most 7d)"
+            )
         return self
 
     @property
