@@ -24,6 +24,7 @@ from pydantic import (
 )
 
 from metrics_poller.catalog import GROUPS_BY_NAME
+from metrics_poller.durations import Duration
 
 ENV_PREFIX = "METRICS_POLLER__"
 CONFIG_ENV = "METRICS_POLLER_CONFIG"
@@ -52,9 +53,6 @@ def _read_secret_file(path: str | None) -> SecretStr | None:
         return SecretStr(Path(path).read_text(encoding="utf-8").strip())
     except OSError as exc:
         raise ValueError(f"cannot read secret file {path}: {exc.strerror}") from None
-
-
-PositiveInt = Annotated[int, Field(gt=0)]
 
 
 class Subscription(_Strict):
@@ -112,9 +110,9 @@ class Endpoints(_Strict):
 
 class Retry(_Strict):
     attempts: Annotated[int, Field(ge=1, le=20)] = 4
-    backoff_initial: Annotated[float, Field(gt=0)] = 1.0
-    backoff_max: Annotated[float, Field(gt=0)] = 30.0
-    retry_after_cap: Annotated[float, Field(gt=0)] = 60.0
+    backoff_initial: Annotated[float, Duration(gt=0)] = 1.0
+    backoff_max: Annotated[float, Duration(gt=0)] = 30.0
+    retry_after_cap: Annotated[float, Duration(gt=0)] = 60.0
 
 
 class Azure(_Strict):
@@ -126,9 +124,9 @@ class Azure(_Strict):
     concurrency: Annotated[int, Field(ge=1, le=256)] = 16
     top: Annotated[int, Field(ge=1, le=2_147_483_647)] = 1000
     top_cap: Annotated[int, Field(ge=1, le=2_147_483_647)] = 100_000
-    refresh_interval: PositiveInt = 600
-    definitions_refresh: PositiveInt = 86400
-    request_timeout: Annotated[float, Field(gt=0)] = 60.0
+    refresh_interval: Annotated[int, Duration(gt=0)] = 600
+    definitions_refresh: Annotated[int, Duration(gt=0)] = 86400
+    request_timeout: Annotated[float, Duration(gt=0)] = 60.0
     metric_groups: list[str] = Field(default_factory=list)
     credential: Credential = Field(default_factory=Credential)
     endpoints: Endpoints = Field(default_factory=Endpoints)
@@ -186,13 +184,13 @@ class Elasticsearch(_Strict):
     namespace: str = "default"
     pipeline: str | None = None
     tsds: bool = False
-    look_back: str = "7d"
-    retention: str | None = None
+    look_back: Annotated[str, Duration(gt=0)] = "7d"
+    retention: Annotated[str, Duration(gt=0)] | None = None
     overwrite_templates: bool = False
     batch_size: Annotated[int, Field(ge=1, le=100_000)] = 5000
     batch_bytes: Annotated[int, Field(ge=1024)] = 10 * 1024 * 1024
     concurrency: Annotated[int, Field(ge=1, le=64)] = 2
-    request_timeout: Annotated[float, Field(gt=0)] = 60.0
+    request_timeout: Annotated[float, Duration(gt=0)] = 60.0
     retry_attempts: Annotated[int, Field(ge=1, le=20)] = 5
     dead_letter_path: str | None = None
 
@@ -201,13 +199,6 @@ class Elasticsearch(_Strict):
     def _namespace(cls, value: str) -> str:
         if not re.fullmatch(r"[a-z0-9_.]{1,100}", value) or value.startswith((".", "_")):
             raise ValueError("expected a lower-case data stream namespace of letters, digits, '_' or '.'")
-        return value
-
-    @field_validator("retention", "look_back")
-    @classmethod
-    def _time_value(cls, value: str | None) -> str | None:
-        if value is not None and not re.fullmatch(r"\d+(ms|s|m|h|d)", value):
-            raise ValueError("expected an Elasticsearch time value such as 90d, 12h or 30m")
         return value
 
     @model_validator(mode="after")
@@ -260,13 +251,14 @@ class Logging(_Strict):
 
 
 class Config(_Strict):
-    period: PositiveInt = 300
+    # Duration-valued keys take integer seconds or a duration string (`300s`, `5m`, `7d`, `PT5M`).
+    period: Annotated[int, Duration(gt=0)] = 300
     timegrain: Literal["PT1M", "PT5M", "PT15M", "PT30M", "PT1H"] = "PT1M"
-    latency: Annotated[int, Field(ge=0, le=86400)] = 240
-    initial_lookback: PositiveInt | None = None
-    max_backfill: Annotated[int, Field(gt=0, le=MAX_BACKFILL)] = 86400
-    backfill_step: PositiveInt = 3600
-    cycle_deadline: PositiveInt | None = None
+    latency: Annotated[int, Duration(ge=0, le=86400)] = 240
+    initial_lookback: Annotated[int, Duration(gt=0)] | None = None
+    max_backfill: Annotated[int, Duration(gt=0, le=MAX_BACKFILL)] = 86400
+    backfill_step: Annotated[int, Duration(gt=0)] = 3600
+    cycle_deadline: Annotated[int, Duration(gt=0)] | None = None
     # Default: Elasticsearch when an `elasticsearch` section is configured, NDJSON otherwise.
     output: Literal["elasticsearch", "ndjson"] | None = None
     azure: Azure = Field(default_factory=Azure)
