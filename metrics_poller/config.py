@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -310,14 +310,17 @@ class Config(_Strict):
 # --------------------------------------------------------------------------------------------- loading
 
 
-def resolve_path(explicit: str | None, environ: Mapping[str, str] | None = None) -> Path | None:
-    """`--config`, then `$METRICS_POLLER_CONFIG`, then ./config/poller.yaml, then /etc/…; None if none exist."""
+def resolve_path(
+    explicit: str | None, environ: Mapping[str, str] | None = None, search: Sequence[Path] = DEFAULT_PATHS
+) -> Path | None:
+    """`--config`, then `$METRICS_POLLER_CONFIG`, then the first of `search` that exists (./config/poller.yaml,
+    /etc/metrics-poller/poller.yaml); None if none does."""
     environ = os.environ if environ is None else environ
     if explicit:
         return Path(explicit)
     if environ.get(CONFIG_ENV):
         return Path(environ[CONFIG_ENV])
-    for candidate in DEFAULT_PATHS:
+    for candidate in search:
         if candidate.is_file():
             return candidate
     return None

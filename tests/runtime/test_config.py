@@ -115,10 +115,18 @@ def test_load_reports_yaml_errors_with_a_line_number(tmp_path: Path) -> None:
 
 
 def test_resolve_path_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The search path is passed in, so a poller installed on this host (/etc/metrics-poller/poller.yaml)
+    # cannot change the outcome; `system` stands in for it.
     monkeypatch.chdir(tmp_path)
-    assert config.resolve_path(None, {}) is None
+    system = tmp_path / "etc/metrics-poller/poller.yaml"
+    search = (Path("config/poller.yaml"), system)
+    assert config.resolve_path(None, {}, search) is None
+    system.parent.mkdir(parents=True)
+    system.write_text("{}")
+    assert config.resolve_path(None, {}, search) == system
     (tmp_path / "config").mkdir()
     (tmp_path / "config" / "poller.yaml").write_text("{}")
-    assert config.resolve_path(None, {}) == Path("config/poller.yaml")
-    assert config.resolve_path(None, {"METRICS_POLLER_CONFIG": "/x.yaml"}) == Path("/x.yaml")
-    assert config.resolve_path("/y.yaml", {"METRICS_POLLER_CONFIG": "/x.yaml"}) == Path("/y.yaml")
+    assert config.resolve_path(None, {}, search) == Path("config/poller.yaml")
+    assert config.resolve_path(None, {"METRICS_POLLER_CONFIG": "/x.yaml"}, search) == Path("/x.yaml")
+    assert config.resolve_path("/y.yaml", {"METRICS_POLLER_CONFIG": "/x.yaml"}, search) == Path("/y.yaml")
+    assert (Path("config/poller.yaml"), Path("/etc/metrics-poller/poller.yaml")) == config.DEFAULT_PATHS
