@@ -221,8 +221,9 @@ def cmd_discover(args: argparse.Namespace) -> int:
             ]
             sys.stdout.write(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode() + "\n")
         else:
+            print(f"{'SUBSCRIPTION':<36}  {'LOCATION':<16} {'KIND':<11} RESOURCE GROUP/ACCOUNT")
             for a in mine:
-                print(f"{a.subscription_id}  {a.location:<16} {a.kind:<11} {a.resource_group}/{a.name}")
+                print(f"{a.subscription_id:<36}  {a.location:<16} {a.kind:<11} {a.resource_group}/{a.name}")
             shard_note = f" (of {len(result.accounts)}, this shard)" if len(mine) != len(result.accounts) else ""
             print(f"{len(mine)} accounts{shard_note}")
         for failure in result.failures:
@@ -239,8 +240,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
     print("configuration: ok")
 
     async def main() -> int:
-        from metrics_poller.credentials import build_credential
+        from metrics_poller.credentials import build_credential, describe_error, secret_values
         from metrics_poller.discovery import Discoverer
+        from metrics_poller.fetching import scrub
 
         worst = EXIT_OK
         credential = build_credential(cfg.azure)
@@ -249,7 +251,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
                 await credential.get_token(cfg.azure.endpoints.resource_manager_audience + "/.default")
                 print("azure credentials: ok")
             except Exception as exc:
-                print(f"azure credentials: FAILED: {_one_line(exc)}")
+                reason = scrub(describe_error(str(exc)), secret_values(cfg.azure)) or type(exc).__name__
+                print(f"azure credentials: FAILED: {reason}")
                 return EXIT_UNREACHABLE
             discoverer = Discoverer(cfg.azure, credential)
             try:

@@ -46,18 +46,29 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
 
 
-def _read_secret_file(path: str | None) -> SecretStr | None:
+def _read_secret_file(path: str | None, key: str) -> SecretStr | None:
+    """The secret in the file `key` names; the error names that key (`key: …` is moved into the location)."""
     if not path:
         return None
     try:
         return SecretStr(Path(path).read_text(encoding="utf-8").strip())
     except OSError as exc:
-        raise ValueError(f"cannot read secret file {path}: {exc.strerror}") from None
+        raise ValueError(f"{key}: cannot read secret file {path}: {exc.strerror or exc}") from None
 
 
 class Subscription(_Strict):
     id: Annotated[str, Field(min_length=1)]
     resource_groups: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _plain_id(cls, value: Any) -> Any:
+        """`subscriptions: [<guid>]` is short for `[{id: <guid>}]`."""
+        if isinstance(value, str):
+            return {"id": value}
+        if not isinstance(value, dict):
+            raise ValueError("expected a subscription id, or {id: <subscription id>, resource_groups: [<name>, ...]}")
+        return value
 
     @field_validator("id")
     @classmethod
@@ -82,8 +93,10 @@ class Credential(_Strict):
 
     @model_validator(mode="after")
     def _complete(self) -> Credential:
-        secret = self.client_secret or _read_secret_file(self.client_secret_file)
-        password = self.certificate_password or _read_secret_file(self.certificate_password_file)
+        secret = self.client_secret or _read_secret_file(self.client_secret_file, "client_secret_file")
+        password = self.certificate_password or _read_secret_file(
+            self.certificate_password_file, "certificate_password_file"
+        )
         object.__setattr__(self, "client_secret", secret)
         object.__setattr__(self, "certificate_password", password)
         if self.type == "client_secret" and not (self.tenant_id and self.client_id and secret):
@@ -203,8 +216,8 @@ class Elasticsearch(_Strict):
 
     @model_validator(mode="after")
     def _secrets(self) -> Elasticsearch:
-        object.__setattr__(self, "api_key", self.api_key or _read_secret_file(self.api_key_file))
-        object.__setattr__(self, "password", self.password or _read_secret_file(self.password_file))
+        object.__setattr__(self, "api_key", self.api_key or _read_secret_file(self.api_key_file, "api_key_file"))
+        object.__setattr__(self, "password", self.password or _read_secret_file(self.password_file, "password_file"))
         if self.password and not self.username:
             raise ValueError("username: required when password is set")
         return self

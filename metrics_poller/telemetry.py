@@ -100,3 +100,6 @@ def setup_logging(level: str = "INFO", fmt: str = "auto") -> None:
     # The Azure SDKs log every request (with URLs) at INFO; keep them quiet.
     for noisy in ("azure", "msal", "elastic_transport", "elasticsearch", "apscheduler", "aiohttp.access"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # azure-identity logs every failed token request at WARNING with Entra ID's whole JSON answer; the
+    # poller reports the failure itself, once, as one line (DEBUG shows both).
+    logging.getLogger("azure.identity").setLevel(logging.DEBUG if level == "DEBUG" else logging.ERROR)

@@ -81,7 +81,7 @@ def test_wrong_client_secret_and_es_key_never_appear_in_any_output(sim: Simulato
         data["azure"]["credential"]["client_secret"] = sim.client_secret
         result = cli(write_config(data, tmp_path / "poller.yaml"), "once")
     assert result.returncode == 3, result.stdout + result.stderr
-    assert "error: Elasticsearch authentication failed" in result.stderr
+    assert "error: Elasticsearch rejected the credentials" in result.stderr
     assert_clean(result.stdout + result.stderr, sim.client_secret, ES_API_KEY)
 
 
