@@ -252,7 +252,7 @@ def test_make_demo_writes_documents() -> None:
     (command,) = [c for c in commands(shell_block("make demo")) if c.startswith("make demo")]
     result = sh(command, REPO, environ(), timeout=300)  # writes ./out/ of the checkout, which git ignores
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "cycle ok" in result.stdout
+    assert "cycle ok" in result.stdout + result.stderr
     written = [documents(p.read_text()) for p in (REPO / "out").glob("*.ndjson")]
     assert any(written), "make demo wrote no documents under ./out/"
 
