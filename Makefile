@@ -4,14 +4,19 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint unit soak bench bench-quick profile clean install
+# Every install takes its versions from the lock files (`make lock` refreshes them): CI, the image and a
+# fresh clone all test and run the same releases.
+RUNTIME_LOCK := requirements/runtime.txt
+TEST_LOCK := requirements/test.txt
+
+.PHONY: demo test lint unit soak bench bench-quick profile clean install lock
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet --upgrade 'pip>=24,<27'
 
-$(STAMP): $(BIN)/python pyproject.toml
-	$(BIN)/pip install --quiet -e '.[test]'
+$(STAMP): $(BIN)/python pyproject.toml $(RUNTIME_LOCK) $(TEST_LOCK)
+	$(BIN)/pip install --quiet --quiet -c $(TEST_LOCK) -e '.[test]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -38,11 +43,19 @@ bench-quick: $(STAMP)
 	$(BIN)/python -m tests.benchmarks --quick --report '' --results .bench/quick.json
 
 profile: $(STAMP)
-	$(BIN)/pip install --quiet -e '.[test,bench]'
+	$(BIN)/pip install --quiet -c $(TEST_LOCK) -e '.[test,bench]'
 	mkdir -p .bench
 	$(BIN)/py-spy record --gil -r 100 -f raw -o .bench/profile.txt -- $(BIN)/python -m tests.benchmarks.worker \
 		'{"kind":"cycle","subscriptions":3,"accounts_per_region":84,"latency":0}'
 	$(BIN)/python -m tests.benchmarks.profile_summary .bench/profile.txt
+
+# Re-resolve the newest releases within pyproject.toml's ranges, for every platform, into both lock files
+# (the test lock is constrained by the runtime one, so the two agree); then run `make test` and commit them.
+UV_COMPILE := $(BIN)/uv pip compile --quiet --upgrade --universal --python-version 3.11 --custom-compile-command 'make lock'
+lock: $(BIN)/python
+	$(BIN)/pip install --quiet 'uv>=0.5,<1'
+	$(UV_COMPILE) pyproject.toml -o $(RUNTIME_LOCK)
+	$(UV_COMPILE) pyproject.toml --extra test -c $(RUNTIME_LOCK) -o $(TEST_LOCK)
 
 clean:
 	rm -rf $(VENV) out .pytest_cache .mypy_cache .ruff_cache

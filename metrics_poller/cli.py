@@ -291,11 +291,13 @@ def cmd_setup(args: argparse.Namespace) -> int:
     _warn_insecure(cfg)
 
     async def main() -> int:
-        from metrics_poller.sinks.elasticsearch import build_client, setup
+        from metrics_poller.sinks.elasticsearch import build_client, setup, setup_inventory
 
         client = build_client(cfg.elasticsearch)
         try:
             for line in await setup(client, cfg.elasticsearch):
+                print(line)
+            for line in await setup_inventory(client, cfg.elasticsearch) if cfg.inventory.enabled else ():
                 print(line)
         finally:
             await client.close()

@@ -258,6 +258,16 @@ class Shard(_Strict):
         return self
 
 
+class Inventory(_Strict):
+    """The deployment inventory (`metrics-azure.ai_deployment-<namespace>`)."""
+
+    enabled: bool = True
+    # Every account's deployments are read once per interval; each cycle reads its share.
+    interval: PositiveInt = 3600
+    catalogue_refresh: PositiveInt = 86400
+    concurrency: Annotated[int, Field(ge=1, le=64)] = 4
+
+
 class Logging(_Strict):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["auto", "json", "text"] = "auto"
@@ -280,6 +290,7 @@ class Config(_Strict):
     state: State = Field(default_factory=State)
     http: Http = Field(default_factory=Http)
     shard: Shard = Field(default_factory=Shard)
+    inventory: Inventory = Field(default_factory=Inventory)
     logging: Logging = Field(default_factory=Logging)
 
     @field_validator("period")
@@ -302,6 +313,11 @@ class Config(_Strict):
             raise ValueError(f"period: {self.period} must be a multiple of the time grain {self.timegrain}")
         if self.backfill_step % grain:
             raise ValueError(f"backfill_step: must be a multiple of the time grain {self.timegrain}")
+        if self.inventory.interval % self.period:
+            raise ValueError(
+                f"inventory.interval: {self.inventory.interval} must be a multiple of period {self.period} "
+                "(each cycle reads an equal share of the accounts)"
+            )
         if self.cycle_deadline is not None and self.cycle_deadline > self.period:
             raise ValueError("cycle_deadline: must not exceed period (cycles never overlap)")
         return self

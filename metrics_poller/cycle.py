@@ -20,6 +20,7 @@ from metrics_poller import __version__, telemetry
 from metrics_poller.catalog import select_groups
 from metrics_poller.config import Config
 from metrics_poller.discovery import DiscoveryError
+from metrics_poller.inventory_cycle import Inventory, Readings
 from metrics_poller.model import Account, Document, Failure, MetricDefinition, Outcome
 from metrics_poller.planning import CursorKey, Gap, Settings, WorkUnit, plan, shard_of
 from metrics_poller.shaping import DocumentContext, shape
@@ -55,6 +56,8 @@ class CycleReport:
     cursors_advanced: int = 0
     failed_accounts: set[str] = field(default_factory=set)
     unreachable: str | None = None
+    inventory_accounts: int = 0  # accounts whose deployments were read this cycle
+    inventory_documents: Counter[str] = field(default_factory=Counter)
 
     @property
     def ok(self) -> bool:
@@ -70,10 +73,11 @@ class CycleReport:
     def summary(self) -> str:
         docs = ", ".join(f"{k} {v}" for k, v in sorted(self.documents.items())) or "none"
         status = "ok" if self.ok else ("unreachable: " + self.unreachable if self.unreachable else "partial")
+        inventory = sum(self.inventory_documents.values())
         return (
             f"cycle {status}: {self.accounts} accounts, {self.queries} queries, {self.azure_calls} Azure calls, "
             f"documents {docs}, {len(self.failures)} failures, {self.duration:.1f}s"
-        )
+        ) + (f"; inventory of {self.inventory_accounts} accounts, {inventory} documents" if inventory else "")
 
 
 def utcnow() -> datetime:
@@ -109,6 +113,7 @@ class Poller:
         fetcher: object,
         sink: Sink,
         store: CursorStore,
+        inventory: Inventory | None = None,
         shard_index: int | None = None,
         clock: Callable[[], datetime] = utcnow,
         monotonic: Callable[[], float] = time.monotonic,
@@ -118,6 +123,8 @@ class Poller:
         self.fetcher = fetcher
         self.sink = sink
         self.store = store
+        self.inventory = inventory
+        self._inventory_reads: asyncio.Task[Readings] | None = None
         self.shard_index = shard_index
         self.clock = clock
         self.monotonic = monotonic
@@ -131,7 +138,7 @@ class Poller:
         )
 
     async def close(self) -> None:
-        for part in (self.fetcher, self.discoverer, self.sink):
+        for part in (self.fetcher, self.discoverer, self.sink, self.inventory):
             closer = getattr(part, "close", None)
             if closer is not None:
                 await closer()
@@ -160,13 +167,15 @@ class Poller:
         except Unreachable as exc:
             report.unreachable = exc.side
             report.failures.append(Failure(exc.side, "*", str(exc)))
+        finally:
+            if self._inventory_reads is not None:  # the cycle ended before the inventory was joined
+                self._inventory_reads.cancel()
+                self._inventory_reads = None
         report.duration = self.monotonic() - started
         telemetry.CYCLE_DURATION.observe(report.duration)
         telemetry.CYCLES.labels(result="ok" if report.ok else ("failed" if report.unreachable else "partial")).inc()
         for failure in report.failures:
             telemetry.FAILURES.labels(scope=failure.scope).inc()
-        if report.newest_bucket is not None:
-            telemetry.DATA_LAG.set(max(0.0, (self.clock() - report.newest_bucket).total_seconds()))
         return report
 
     async def _cycle(
@@ -190,6 +199,9 @@ class Poller:
         if not accounts:
             return
 
+        if self.inventory is not None and override_cursors is None:
+            # Control-plane reads run beside the metrics on their own connection slots.
+            self._inventory_reads = asyncio.create_task(self.inventory.read(accounts, now, deadline))
         if override_cursors is None:
             if self.cursors is None:
                 self.cursors = await self.store.load()
@@ -240,11 +252,26 @@ class Poller:
                 assert self.cursors is not None
                 self.cursors.update(changes)
             report.cursors_advanced = len(changes)
+        await self._join_inventory(report, now)
         stored = report.documents[Outcome.CREATED.value] + report.documents[Outcome.DUPLICATE.value]
         if report.documents[Outcome.RETRYABLE.value] and not stored:
             raise Unreachable("elasticsearch", "Elasticsearch stored none of this cycle's documents")
         if report.failed_accounts and len(report.failed_accounts) == len(accounts) and not stored:
             raise Unreachable("azure", f"no account could be read from Azure ({len(accounts)} tried)")
+
+    async def _join_inventory(self, report: CycleReport, now: datetime) -> None:
+        reads, self._inventory_reads = self._inventory_reads, None
+        if reads is None or self.inventory is None:
+            return
+        try:
+            outcome = await self.inventory.write(await reads, now)
+        except Exception as exc:  # the metrics are stored and committed already; report, never raise
+            log.exception("inventory failed")
+            report.failures.append(Failure("inventory", "*", _one_line(exc)))
+            return
+        report.inventory_accounts = outcome.accounts
+        report.inventory_documents.update(outcome.documents)
+        report.failures.extend(outcome.failures)
 
     async def _definitions(
         self, accounts: Sequence[Account], report: CycleReport
@@ -297,6 +324,7 @@ class Poller:
             documents = shape(series, self.context)
             outcomes = await self.sink.write(documents) if documents else []
             unstored = self._account_outcomes(documents, outcomes, report, collect_totals)
+            stored_accounts: set[str] = set()
             for account in unit.accounts:
                 if account.key in blocked:
                     continue
@@ -307,6 +335,9 @@ class Poller:
                     report.failures.append(Failure("account", account.id, f"{_group_names(unit)}: {why}"))
                 else:
                     advanced[account.key] = window.end
+                    stored_accounts.add(account.key)
+            if self.inventory is not None:  # each stored window is counted once, never again on a re-fetch
+                self.inventory.observe(s for s in series if s.account.key in stored_accounts)
             newer = report.newest_bucket is None or window.end > report.newest_bucket
             if newer and any(o.stored for o in outcomes):
                 report.newest_bucket = window.end

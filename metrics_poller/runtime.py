@@ -10,8 +10,10 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+from metrics_poller import __version__
 from metrics_poller.config import Config, ConfigError
 from metrics_poller.cycle import Poller, utcnow
+from metrics_poller.inventory_cycle import Inventory
 from metrics_poller.sinks import Sink
 from metrics_poller.state import CursorStore, FileCursorStore
 
@@ -74,6 +76,7 @@ async def create_poller(
         fetcher=Fetcher(cfg.azure, credential),
         sink=sink,
         store=store,
+        inventory=await build_inventory(cfg, credential, sink, es_client),
         shard_index=shard_index(cfg),
         clock=clock,
     )
@@ -81,6 +84,41 @@ async def create_poller(
     if es_client is not None:
         poller.extra_closers.append(es_client.close)
     return poller
+
+
+async def build_inventory(cfg: Config, credential: Any, sink: Sink, es_client: Any) -> Inventory | None:
+    """The deployment inventory: its ARM reader, and a sink for its own data stream (NDJSON output
+    shares the metrics file: every line names its `data_stream`). None when it is off, or when the
+    caller brought its own Elasticsearch sink (there is no client to write the inventory's stream)."""
+    if not cfg.inventory.enabled or (cfg.output == "elasticsearch" and es_client is None):
+        return None
+    from metrics_poller.inventory import InventoryReader
+    from metrics_poller.inventory_cycle import Inventory
+    from metrics_poller.inventory_shaping import DATASET, InventoryContext
+
+    reader = InventoryReader(
+        cfg.azure,
+        credential,
+        catalogue_ttl=cfg.inventory.catalogue_refresh,
+        concurrency=cfg.inventory.concurrency,
+    )
+    context = InventoryContext(
+        namespace=cfg.elasticsearch.namespace,
+        period_ms=cfg.inventory.interval * 1000,
+        agent={"name": socket.gethostname(), "type": "metrics-poller", "version": __version__},
+    )
+    if cfg.output == "elasticsearch" and es_client is not None:
+        from metrics_poller.sinks.elasticsearch import ElasticsearchSink, ensure_inventory_templates
+
+        await ensure_inventory_templates(es_client, cfg.elasticsearch)
+        sink = ElasticsearchSink(
+            es_client,
+            cfg.elasticsearch,
+            cfg.elasticsearch.dead_letter_path,
+            stream=f"metrics-{DATASET}-{cfg.elasticsearch.namespace}",
+            time_series=False,
+        )
+    return Inventory(cfg.inventory, cfg.period, reader, sink, context)
 
 
 def build_sink(cfg: Config, es_client: Any) -> Sink:

@@ -9,6 +9,7 @@ import os
 import signal
 import socket
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from aiohttp import web
@@ -34,8 +35,8 @@ def health_app(health: telemetry.Health) -> web.Application:
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def healthz(_: web.Request) -> web.Response:
-        ok = health.healthy()
-        return web.json_response({"status": "ok" if ok else "stale"}, status=200 if ok else 503)
+        ok = health.live()
+        return web.json_response({"status": "ok" if ok else "stalled"}, status=200 if ok else 503)
 
     async def readyz(_: web.Request) -> web.Response:
         ok = health.ready()
@@ -90,10 +91,11 @@ def watchdog_interval() -> float | None:
 class Service:
     """Runs a cycle at every wall-clock multiple of `period`; never two at once."""
 
-    def __init__(self, poller: Poller) -> None:
+    def __init__(self, poller: Poller, *, health_clock: Callable[[], float] = time.time) -> None:
         self.poller = poller
         self.cfg = poller.cfg
-        self.health = telemetry.Health(period=float(self.cfg.period))
+        self.health = telemetry.Health(period=float(self.cfg.period), clock=health_clock)
+        telemetry.DATA_LAG.set_function(self.health.data_lag)
         self.stopping = asyncio.Event()
         self.current: asyncio.Task[CycleReport] | None = None
         self.last_report: CycleReport | None = None
@@ -103,15 +105,23 @@ class Service:
         never cancels a cycle half-way; a cycle still running when the next one is due is not doubled."""
         if self.stopping.is_set():
             return
+        self.health.record_tick()
         if self.current is not None and not self.current.done():
             log.warning("previous cycle still running; skipping this one (no overlapping cycles)")
             return
+        self.health.record_cycle_start()
         self.current = asyncio.create_task(self.cycle())
 
     async def cycle(self) -> CycleReport:
-        report = await self.poller.run_cycle()
+        try:
+            report = await self.poller.run_cycle()
+        except BaseException:
+            self.health.record_cycle(ok=False)
+            raise
         self.last_report = report
-        self.health.record_cycle(report.ok or (report.unreachable is None and report.cursors_advanced > 0))
+        self.health.record_cycle(
+            report.ok or (report.unreachable is None and report.cursors_advanced > 0), report.newest_bucket
+        )
         (log.info if report.ok else log.warning)(report.summary())
         for failure in report.failures[:20]:
             log.warning("%s %s: %s", failure.scope, failure.target, failure.reason)
@@ -174,5 +184,6 @@ class Service:
         if interval is None:
             return
         while True:
-            sd_notify("WATCHDOG=1")
+            if self.health.live():  # a stalled scheduler stops the pings, and systemd restarts the service
+                sd_notify("WATCHDOG=1")
             await asyncio.sleep(interval)

@@ -8,7 +8,9 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -49,34 +51,66 @@ CYCLES = Counter("metrics_poller_cycles", "Cycles by result (ok, partial, failed
 LAST_SUCCESS = Gauge(
     "metrics_poller_last_success_timestamp_seconds", "End time of the last fully successful cycle", registry=REGISTRY
 )
-DATA_LAG = Gauge("metrics_poller_data_lag_seconds", "now minus the end of the newest stored bucket", registry=REGISTRY)
+DATA_LAG = Gauge(
+    "metrics_poller_data_lag_seconds",
+    "now minus the end of the newest stored bucket (minus the start-up time until one is stored)",
+    registry=REGISTRY,
+)
 ACCOUNTS = Gauge("metrics_poller_accounts", "Accounts owned by this instance", registry=REGISTRY)
 FAILURES = Counter("metrics_poller_failures", "Failed units of work by scope", ["scope"], registry=REGISTRY)
 
 
 @dataclass
 class Health:
-    """Liveness and readiness: unhealthy when no cycle has succeeded within two periods."""
+    """Liveness follows the process, readiness and data lag follow the data.
+
+    Live while the scheduler keeps firing every period and no cycle runs past two periods (cycles stop at
+    their deadline, at most one period): restarting the process fixes neither an Azure nor an
+    Elasticsearch outage, so a cycle that fails does not make the process unhealthy. Ready while a cycle
+    stored data within the last two periods. The data lag is measured from start-up until the first
+    stored bucket, so it grows through an outage that began before anything was stored.
+    """
 
     period: float
-    started: float = field(default_factory=time.time)
+    clock: Callable[[], float] = time.time
+    started: float = 0.0
+    last_tick: float | None = None
+    cycle_started: float | None = None
+    running: bool = False
     last_success: float | None = None
-    last_cycle: float | None = None
+    newest_bucket: float | None = None
 
-    def record_cycle(self, ok: bool, now: float | None = None) -> None:
-        now = time.time() if now is None else now
-        self.last_cycle = now
+    def __post_init__(self) -> None:
+        self.started = self.started or self.clock()
+
+    def record_tick(self) -> None:
+        """The scheduler fired (whether or not a cycle could start)."""
+        self.last_tick = self.clock()
+
+    def record_cycle_start(self) -> None:
+        self.cycle_started = self.clock()
+        self.running = True
+
+    def record_cycle(self, ok: bool, newest_bucket: datetime | None = None) -> None:
+        self.running = False
+        if newest_bucket is not None:
+            self.newest_bucket = max(self.newest_bucket or 0.0, newest_bucket.timestamp())
         if ok:
-            self.last_success = now
-            LAST_SUCCESS.set(now)
+            self.last_success = self.clock()
+            LAST_SUCCESS.set(self.last_success)
 
-    def healthy(self, now: float | None = None) -> bool:
-        now = time.time() if now is None else now
-        reference = self.last_success if self.last_success is not None else self.started
-        return now - reference <= 2 * self.period
+    def live(self) -> bool:
+        now = self.clock()
+        ticking = now - (self.last_tick if self.last_tick is not None else self.started) <= 2 * self.period
+        hung = self.running and self.cycle_started is not None and now - self.cycle_started > 2 * self.period
+        return ticking and not hung
 
-    def ready(self, now: float | None = None) -> bool:
-        return self.last_success is not None and self.healthy(now)
+    def ready(self) -> bool:
+        return self.last_success is not None and self.clock() - self.last_success <= 2 * self.period
+
+    def data_lag(self) -> float:
+        reference = self.newest_bucket if self.newest_bucket is not None else self.started
+        return max(0.0, self.clock() - reference)
 
 
 class _TextFormatter(logging.Formatter):

@@ -19,7 +19,7 @@ from urllib.parse import quote, urlencode
 import orjson
 
 from metrics_poller.catalog import METRICS, METRICS_BY_NAME, NAMESPACE, MetricSpec
-from metrics_poller.simulator import data
+from metrics_poller.simulator import data, inventory
 from metrics_poller.simulator.data import Agg, MetricLayout, Publication
 from metrics_poller.simulator.query import (
     ApiError,
@@ -41,7 +41,7 @@ from metrics_poller.simulator.query import (
     with_buckets,
 )
 from metrics_poller.simulator.spec import SimAccount, SimSpec
-from metrics_poller.simulator.world import ACCOUNT_TYPE, Resource, World, build_world
+from metrics_poller.simulator.world import ACCOUNT_TYPE, REGION_DISPLAY, Resource, World, build_world
 
 MAX_BATCH_IDS = 50
 _PROJECTION_CACHE = 500_000
@@ -436,6 +436,58 @@ class Backend:
                 out[frozenset(zip(split, key, strict=True))] = points
         return out
 
+    # ------------------------------------------------------------------ control plane (inventory)
+
+    def deployment_truths(self, account: SimAccount) -> list[inventory.DeploymentTruth]:
+        requests = self.layout(account)["AzureOpenAIRequests"]
+        status = requests.dimensions.index("StatusCode")
+        deployment = requests.dimensions.index("ModelDeploymentName")
+        throttled = {s.combo[deployment] for s in requests.series if s.combo[status] == "429"}
+        return [inventory.truth(self.spec.seed, account, d, d.name in throttled) for d in account.deployments]
+
+    def list_deployments(self, path: str, resource_id: str, params: Mapping[str, str]) -> Reply:
+        """Deployments_List, paged by `deployment_page_size` with a `$skiptoken` nextLink."""
+        _check_api_version(params)
+        account = self.account(resource_id)
+        if account is None:
+            raise not_found(resource_id)
+        items = [inventory.deployment_item(t) for t in self.deployment_truths(account)]
+        return self._paged(path, params, items, self.spec.deployment_page_size)
+
+    def quota_truths(self, subscription: str, region: str) -> list[inventory.QuotaTruth]:
+        deployed = [
+            t
+            for a in self.live_accounts()
+            if a.subscription_id.lower() == subscription.lower() and a.location.lower() == region.lower()
+            for t in self.deployment_truths(a)
+        ]
+        return inventory.quotas(self.spec.seed, subscription, region, deployed)
+
+    def list_usages(self, path: str, subscription: str, region: str, params: Mapping[str, str]) -> Reply:
+        """Usages_List: the subscription's quota in one region (EX-LU shape, OpenAI keys as in §3.3)."""
+        _check_api_version(params)
+        sub = self._subscription(subscription)
+        _check_location(region)
+        count = sum(1 for a in self.live_accounts() if a.subscription_id == sub and a.location == region.lower())
+        items = inventory.usage_items(self.quota_truths(sub, region), count)
+        return self._paged(path, params, items, self.spec.page_size)
+
+    def list_models(
+        self, path: str, subscription: str, region: str, params: Mapping[str, str], now: datetime
+    ) -> Reply:
+        """Models_List: the regional model catalogue with lifecycle dates relative to `now`'s day."""
+        _check_api_version(params)
+        self._subscription(subscription)
+        _check_location(region)
+        return self._paged(path, params, inventory.catalogue(region, now), self.spec.page_size)
+
+    def _paged(self, path: str, params: Mapping[str, str], items: Sequence[Any], size: int) -> Reply:
+        offset = _skip_offset(params.get("$skiptoken"))
+        body: dict[str, Any] = {"value": list(items[offset : offset + size])}
+        if offset + size < len(items):
+            body["nextLink"] = self._next_link(path, params, offset + size)
+        return Reply(200, body)
+
     # ---------------------------------------------------------------------------------- Resource Graph
 
     def resource_graph(self, body: bytes) -> Reply:
@@ -515,6 +567,37 @@ def _matches_filter(item: Mapping[str, Any], text: str | None) -> bool:
         if (actual.lower() == value.lower()) != (op.lower() == "eq"):
             return False
     return True
+
+
+def _check_api_version(params: Mapping[str, str]) -> None:
+    """ARM refuses a request without `api-version`, or with one the provider has not registered."""
+    version = params.get("api-version")
+    if not version:
+        raise ApiError(
+            400,
+            "MissingApiVersionParameter",
+            "The api-version query parameter (?api-version=) is required for all requests.",
+            backend=False,
+        )
+    if version not in inventory.API_VERSIONS:
+        raise ApiError(
+            400,
+            "NoRegisteredProviderFound",
+            f"No registered resource provider found for API version '{version}' and type 'accounts'. "
+            f"The supported api-versions are '{', '.join(sorted(inventory.API_VERSIONS))}'.",
+            backend=False,
+        )
+
+
+def _check_location(region: str) -> None:
+    if region.lower() not in REGION_DISPLAY:
+        raise ApiError(
+            400,
+            "LocationNotAvailableForResourceType",
+            f"The provided location '{region}' is not available for resource type "
+            "'Microsoft.CognitiveServices/locations'.",
+            backend=False,
+        )
 
 
 def _skip_offset(token: str | None) -> int:

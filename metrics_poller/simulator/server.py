@@ -29,6 +29,7 @@ from aiohttp import web
 
 from metrics_poller.simulator.api import Backend, Reply
 from metrics_poller.simulator.faults import MALFORMED, MALFORMED_DEFAULT, Faults, additional_info, error_reply
+from metrics_poller.simulator.inventory import DeploymentTruth, QuotaTruth
 from metrics_poller.simulator.query import ApiError, parse_interval
 from metrics_poller.simulator.spec import FaultRule, SimAccount, SimSpec
 
@@ -36,7 +37,21 @@ Clock = Callable[[], datetime]
 
 ARM_AUDIENCES = frozenset({"https://management.azure.com", "https://management.core.windows.net"})
 METRICS_AUDIENCES = frozenset({"https://metrics.monitor.azure.com"})
-ARM_ROUTES = frozenset({"resources", "resource", "metricDefinitions", "metricNamespaces", "metrics", "resourceGraph"})
+ARM_ROUTES = frozenset(
+    {
+        "resources",
+        "resource",
+        "metricDefinitions",
+        "metricNamespaces",
+        "metrics",
+        "resourceGraph",
+        "deployments",
+        "usages",
+        "models",
+    }
+)
+# Microsoft.CognitiveServices/locations/{location}/usages and …/models (Usages_List, Models_List).
+LOCATION_ROUTES = {"usages": "usages", "models": "models"}
 ARM_READ_BUCKET = 250.0
 ARM_READ_REFILL = 25.0
 
@@ -72,10 +87,14 @@ def classify(method: str, path: str) -> Route:
         return Route("resources", subscription=parts[1])
     if n == 5 and low[2] == "resourcegroups" and low[4] == "resources":
         return Route("resources", subscription=parts[1], group=parts[3])
+    if n == 7 and low[2:5] == ["providers", "microsoft.cognitiveservices", "locations"] and low[6] in LOCATION_ROUTES:
+        return Route(LOCATION_ROUTES[low[6]], subscription=parts[1], region=parts[5])
     if n >= 8 and low[2] == "resourcegroups" and low[4] == "providers":
         resource_id = "/" + "/".join(parts[:8])
         if n == 8:
             return Route("resource", subscription=parts[1], resource_id=resource_id)
+        if n == 9 and low[8] == "deployments":
+            return Route("deployments", subscription=parts[1], resource_id=resource_id)
         if n == 11 and low[8] == "providers" and low[9] == "microsoft.insights":
             name = {
                 "metricdefinitions": "metricDefinitions",
@@ -303,6 +322,14 @@ class Simulator:
         seconds, _ = parse_interval(text, end - start)
         return self._backend.expected(account, metric, start, end, seconds, dimensions)
 
+    def deployment_truths(self, account_id: str) -> list[DeploymentTruth]:
+        """Ground truth of an account's deployments: type, capacity, true limits, quota key."""
+        return self._backend.deployment_truths(self._backend.known_account(account_id))
+
+    def quota_truths(self, subscription: str, region: str) -> list[QuotaTruth]:
+        """Ground truth of one (subscription, region)'s OpenAI quota rows."""
+        return self._backend.quota_truths(subscription, region)
+
     # ------------------------------------------------------------------------------------- handling
 
     def _count(self, route: str, status: int) -> None:
@@ -428,6 +455,8 @@ class Simulator:
             return backend.list_resources(request.path, route.subscription, route.group, params)
         if route.name == "resourceGraph":
             return backend.resource_graph(body)
+        if route.name in ("deployments", "usages", "models"):
+            return self._control_plane(route, request.path, params)
         if route.name == "getBatch":
             assert route.region is not None and route.subscription is not None
             return backend.get_batch(route.region, route.subscription, params, body, self.now(), failing)
@@ -439,6 +468,17 @@ class Simulator:
         if route.name == "metricNamespaces":
             return backend.metric_namespaces(route.resource_id)
         return backend.arm_metrics(route.resource_id, params, self.now(), failing)
+
+
+    def _control_plane(self, route: Route, path: str, params: dict[str, str]) -> Reply:
+        backend = self._backend
+        if route.name == "deployments":
+            assert route.resource_id is not None
+            return backend.list_deployments(path, route.resource_id, params)
+        assert route.subscription is not None and route.region is not None
+        if route.name == "usages":
+            return backend.list_usages(path, route.subscription, route.region, params)
+        return backend.list_models(path, route.subscription, route.region, params, self.now())
 
 
 class _Dropped(Exception):

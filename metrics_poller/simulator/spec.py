@@ -16,6 +16,9 @@ ROUTES = (
     "metrics",
     "getBatch",
     "resourceGraph",
+    "deployments",
+    "usages",
+    "models",
 )
 FAULT_KINDS = (
     "400",
@@ -48,6 +51,8 @@ class SimSpec:
     publication_delay: float = 0.0
     latency: float = 0.0
     page_size: int = 100
+    # Deployments_List pages after this many items, so that every estate exercises `nextLink`.
+    deployment_page_size: int = 2
     batch_missing_resource: Literal["omit", "error"] = "omit"
     arm_rate_limit: bool = False
     undefined_metrics: frozenset[str] = frozenset()
@@ -58,8 +63,8 @@ class SimSpec:
             raise ValueError("a simulation needs at least one subscription, resource group and region")
         if self.accounts_per_region < 0 or self.other_accounts_per_region < 0:
             raise ValueError("account counts must not be negative")
-        if self.page_size < 1:
-            raise ValueError("page_size must be positive")
+        if self.page_size < 1 or self.deployment_page_size < 1:
+            raise ValueError("page sizes must be positive")
         if self.batch_missing_resource not in ("omit", "error"):
             raise ValueError("batch_missing_resource must be 'omit' or 'error'")
 

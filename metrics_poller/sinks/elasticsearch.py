@@ -29,7 +29,7 @@ from elasticsearch import (
 )
 from elasticsearch.serializer import OrjsonSerializer
 
-from metrics_poller import templates
+from metrics_poller import inventory_templates, templates
 from metrics_poller.config import Elasticsearch as ElasticsearchConfig
 from metrics_poller.model import Document, Outcome
 from metrics_poller.shaping import encode
@@ -238,6 +238,37 @@ async def _setup(client: AsyncElasticsearch, cfg: ElasticsearchConfig, wanted: t
     return lines
 
 
+async def setup_inventory(client: AsyncElasticsearch, cfg: ElasticsearchConfig) -> list[str]:
+    """`setup` for the deployment inventory's stream (no Elastic integration shares its pattern)."""
+    try:
+        return await _setup_inventory(client, cfg)
+    except (AuthenticationException, AuthorizationException) as exc:
+        raise _auth_error(exc, secrets_of(cfg)) from None
+    except (ApiError, TransportError) as exc:
+        raise SinkError(f"Elasticsearch set-up failed: {describe(exc, secrets_of(cfg))}") from None
+
+
+async def _setup_inventory(client: AsyncElasticsearch, cfg: ElasticsearchConfig) -> list[str]:
+    wanted = inventory_templates.build(retention=cfg.retention)
+    lines = []
+    for kind, bodies in (("component", wanted.component_templates), ("index", wanted.index_templates)):
+        for name, body in bodies.items():
+            lines.append((await _ensure(client, kind, name, body))[0])
+    return lines
+
+
+async def ensure_inventory_templates(client: AsyncElasticsearch, cfg: ElasticsearchConfig) -> None:
+    """Before the first inventory write: install its templates when none governs its stream yet."""
+    try:
+        if await _get_template(client, "index", inventory_templates.INDEX_TEMPLATE) is None:
+            for line in await _setup_inventory(client, cfg):
+                log.info("setup: %s", line)
+    except (ApiError, TransportError) as exc:
+        log.warning(
+            "installing the inventory templates failed (%s); run `metrics-poller setup`", describe(exc, secrets_of(cfg))
+        )
+
+
 async def _ensure(client: AsyncElasticsearch, kind: str, name: str, body: Mapping[str, Any]) -> tuple[str, bool]:
     installed = await _get_template(client, kind, name)
     if installed is not None and templates.installed_fingerprint(installed) == templates.fingerprint(body):
@@ -433,12 +464,14 @@ class ElasticsearchSink:
         backoff_initial: float = 0.5,
         backoff_max: float = 30.0,
         rng: random.Random | None = None,
+        stream: str | None = None,
+        time_series: bool | None = None,
     ) -> None:
         self._client = client
         self._cfg = cfg
-        self._stream = cfg.data_stream
+        self._stream = stream or cfg.data_stream
         # In TSDS mode Elasticsearch derives `_id` from the dimensions and rejects a different one.
-        self._send_ids = not cfg.tsds
+        self._send_ids = not (cfg.tsds if time_series is None else time_series)
         self._dead_letter = Path(dead_letter_path) if dead_letter_path else None
         self._backoff = (backoff_initial, backoff_max)
         self._rng = rng or random.Random()

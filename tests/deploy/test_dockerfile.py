@@ -8,6 +8,7 @@ with pip, the way the image's `pip install .` step builds it.
 
 from __future__ import annotations
 
+import ast
 import fnmatch
 import http.server
 import json
@@ -217,14 +218,7 @@ def test_installs_this_project_with_pip_like_the_makefile(dockerfile: list[Instr
     build = stages(dockerfile)[0]
     copied = [t for i in build if i.keyword == "COPY" for t in i.args.split()[:-1] if not t.startswith("--")]
     assert {"pyproject.toml", "README.md", "metrics_poller/"} <= set(copied)
-    installs = []
-    for ins in build:
-        if ins.keyword != "RUN":
-            continue
-        for command in re.split(r"&&|;", ins.args):
-            words = shlex.split(command)
-            if len(words) >= 2 and words[0].endswith("pip") and words[1] == "install":
-                installs.append(words[2:])
+    installs = [args for _, args in pip_installs(build)]
     assert any("." in args for args in installs), f"no `pip install .` in the build stage: {installs}"
     # The Makefile installs the same project: the pyproject.toml at the repository root.
     makefile = (repo / "Makefile").read_text(encoding="utf-8")
@@ -234,6 +228,57 @@ def test_installs_this_project_with_pip_like_the_makefile(dockerfile: list[Instr
     assert make_install, "the Makefile no longer installs the project with pip"
     targets = [w for w in make_install[0] if w.startswith(".")]
     assert targets and targets[0].split("[")[0] == ".", make_install[0]
+
+
+def pip_installs(stage: list[Instruction]) -> list[tuple[int, list[str]]]:
+    """(instruction index, arguments after `pip install`) of every pip install a stage RUNs."""
+    found = []
+    for index, ins in enumerate(stage):
+        if ins.keyword != "RUN":
+            continue
+        for command in re.split(r"&&|;", ins.args):
+            words = shlex.split(command)
+            if len(words) >= 2 and words[0].endswith("pip") and words[1] == "install":
+                found.append((index, words[2:]))
+    return found
+
+
+def test_dependencies_come_from_the_lock_in_a_layer_before_the_code(dockerfile: list[Instruction]) -> None:
+    """A code change must not re-download every dependency: the locked requirements are installed
+    in a layer built from the lock file alone, and the code is installed afterwards without resolving."""
+    build = stages(dockerfile)[0]
+    installs = pip_installs(build)
+    from_lock = [(i, args) for i, args in installs if "-r" in args]
+    assert from_lock, f"no `pip install -r <lock>` in the build stage: {installs}"
+    lock_index, lock_args = from_lock[0]
+    assert lock_args[lock_args.index("-r") + 1] == "requirements/runtime.txt"
+    copies_before = [i for i in build[:lock_index] if i.keyword == "COPY"]
+    assert [i.args.split()[:-1] for i in copies_before] == [["requirements/runtime.txt"]], (
+        "only the lock may be copied before the dependencies are installed"
+    )
+    code_copy = next(n for n, i in enumerate(build) if i.keyword == "COPY" and "metrics_poller/" in i.args)
+    assert code_copy > lock_index
+    project = [(i, args) for i, args in installs if "." in args]
+    assert project and project[0][0] > code_copy
+    assert "--no-deps" in project[0][1], "the project install must not resolve dependencies past the lock"
+    assert "pip check" in build[project[0][0]].args, "nothing proves the lock satisfies pyproject.toml"
+
+
+def test_production_code_never_imports_the_test_only_package(repo: Path) -> None:
+    """`metrics_poller.testing` is left out of the image: nothing outside it may import it."""
+    offenders = []
+    for path in (repo / "metrics_poller").rglob("*.py"):
+        if "testing" in path.relative_to(repo / "metrics_poller").parts:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+            if any(n == "metrics_poller.testing" or n.startswith("metrics_poller.testing.") for n in names):
+                offenders.append(str(path.relative_to(repo)))
+    assert not offenders
 
 
 # ------------------------------------------------------------------------------ build context
@@ -291,6 +336,8 @@ def test_build_context_excludes_everything_but_the_package(repo: Path) -> None:
     files = _context_files(repo)
     assert "pyproject.toml" in files
     assert "metrics_poller/cli.py" in files
+    assert "requirements/runtime.txt" in files and "requirements/test.txt" not in files
+    assert not [f for f in files if f.startswith("metrics_poller/testing/")], "test-only code in the image"
     assert not [f for f in files if f.startswith(("tests/", "config/", ".ci/", "state/", "out/"))]
     assert not [f for f in files if "__pycache__" in f or f.endswith(".pyc")]
 
@@ -331,11 +378,14 @@ def test_context_copied_by_the_dockerfile_builds_the_console_script(
         timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
+    assert not re.search(r"deprecat", result.stdout + result.stderr, re.I), result.stderr[-3000:]
     wheels = list((tmp_path / "dist").glob("metrics_poller-*.whl"))
     assert len(wheels) == 1
     with zipfile.ZipFile(wheels[0]) as wheel:
         names = wheel.namelist()
         assert "metrics_poller/cli.py" in names
+        assert "metrics_poller/simulator/server.py" in names  # `demo` and `simulate` are production commands
+        assert not [n for n in names if n.startswith("metrics_poller/testing/")]
         entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
         text = wheel.read(entry_points).decode()
     assert re.search(r"^metrics-poller\s*=\s*metrics_poller\.cli:main$", text, re.M), text

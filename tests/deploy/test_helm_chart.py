@@ -5,6 +5,9 @@ schemas in strict mode (unknown fields are errors) with kubernetes-validate."""
 from __future__ import annotations
 
 import base64
+import itertools
+import re
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +24,25 @@ RELEASE, NAMESPACE = "mp", "observability"
 FULLNAME = "mp-metrics-poller"
 # Custom resources have no schema in kubernetes-validate; their shape is asserted below instead.
 CRD_KINDS = {"ServiceMonitor"}
+
+# Every release needs an Azure target (the chart refuses to render without one); every scenario has it.
+SUBSCRIPTION = "00000000-0000-0000-0000-000000000000"
+BASE: dict[str, Any] = {"config": {"azure": {"subscriptions": [{"id": SUBSCRIPTION}]}}}
+ECK_CA = {
+    "extraVolumes": [
+        {
+            "name": "es-ca",
+            "secret": {"secretName": "quickstart-es-http-certs-public", "items": [{"key": "ca.crt", "path": "ca.crt"}]},
+        }
+    ],
+    "extraVolumeMounts": [{"name": "es-ca", "mountPath": "/etc/metrics-poller-ca", "readOnly": True}],
+    "config": {"elasticsearch": {"ca_certs": "/etc/metrics-poller-ca/ca.crt"}},
+}
+SECRET_FILES = {
+    "elasticsearch.api_key": "es-api-key-value",
+    "azure.credential.client_secret": "azure-client-secret-value",
+    "azure.credential.certificate_password": "certificate-password-value",
+}
 
 SCENARIOS: dict[str, dict[str, Any]] = {
     "default": {},
@@ -39,7 +61,26 @@ SCENARIOS: dict[str, dict[str, Any]] = {
         "mode": "cronjob",
         "persistence": {"enabled": True, "existingClaim": "poller-state"},
     },
+    "secret-files": {"secretFiles": SECRET_FILES},
+    "existing-secret-files": {
+        "mode": "cronjob",
+        "existingSecretFiles": {"name": "quickstart-es-elastic-user", "keys": {"elasticsearch.password": "elastic"}},
+        "config": {"elasticsearch": {"username": "elastic"}},
+    },
+    "extra-volumes": {"mode": "sharded", "replicas": 2, **ECK_CA},
+    "numeric-tag": {"image": {"repository": "registry.example.com/metrics-poller", "tag": 2}},
 }
+
+
+def merged(base: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
+    """Helm's own merge of a values file over another: maps merge key by key, anything else replaces."""
+    result = dict(base)
+    for key, value in values.items():
+        if isinstance(value, dict) and isinstance(result.get(key), dict):
+            result[key] = merged(result[key], value)
+        else:
+            result[key] = value
+    return result
 
 
 @pytest.fixture(scope="module")
@@ -57,8 +98,8 @@ def chart(chart_dir: Path):
         yield loaded
 
 
-def render(chart, values: dict[str, Any]) -> list[dict[str, Any]]:
-    manifests = chart.render(values, name=RELEASE, namespace=NAMESPACE)
+def render(chart, values: dict[str, Any], *, name: str = RELEASE, base: bool = True) -> list[dict[str, Any]]:
+    manifests = chart.render(merged(BASE, values) if base else values, name=name, namespace=NAMESPACE)
     docs = []
     for path, text in sorted(manifests.items()):
         if path.endswith(".txt"):
@@ -119,7 +160,7 @@ def test_renders_and_validates_strictly(chart, scenario: str) -> None:
 @pytest.mark.parametrize("scenario", sorted(SCENARIOS))
 def test_lint_finds_nothing_above_info(chart_dir: Path, scenario: str) -> None:
     report = helm.lint(
-        chart_dir, SCENARIOS[scenario], strict=True, kube_version=f"v{KUBERNETES}", namespace=NAMESPACE
+        chart_dir, merged(BASE, SCENARIOS[scenario]), strict=True, kube_version=f"v{KUBERNETES}", namespace=NAMESPACE
     )
     assert report["total_charts_linted"] == 1
     assert report["errors"] == []
@@ -127,12 +168,14 @@ def test_lint_finds_nothing_above_info(chart_dir: Path, scenario: str) -> None:
 
 
 @pytest.mark.parametrize("scenario", sorted(SCENARIOS))
-def test_configuration_the_pod_sees_is_valid(chart, scenario: str, check_config) -> None:
-    """ConfigMap poller.yaml + the container's environment, loaded by the poller's own loader."""
+def test_configuration_the_pod_sees_is_valid(chart, scenario: str, check_config, tmp_path: Path) -> None:
+    """ConfigMap poller.yaml + the container's environment + the secret files mounted in the pod, loaded
+    by the poller's own loader."""
     docs = render(chart, SCENARIOS[scenario])
     env = literal_env(docs)
-    for secret in by_kind(docs).get("Secret", []):
+    for secret in envfrom_secrets(docs):
         env.update({k: base64.b64decode(v).decode() for k, v in secret["data"].items()})
+    env = materialise_secret_files(docs, tmp_path, env)
     cfg = check_config(env, poller_yaml(docs))
     assert env["METRICS_POLLER_CONFIG"] == "/etc/metrics-poller/poller.yaml"
     assert cfg.http.listen == "0.0.0.0:9108"
@@ -148,6 +191,41 @@ def test_configuration_the_pod_sees_is_valid(chart, scenario: str, check_config)
     assert cfg.state.backend == ("file" if persistent else "elasticsearch")
     if persistent:
         assert cfg.state.path == "/var/lib/metrics-poller/cursors.json"
+
+
+def envfrom_secrets(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    names = {e["secretRef"]["name"] for e in container(docs).get("envFrom", [])}
+    return [d for d in by_kind(docs).get("Secret", []) if d["metadata"]["name"] in names]
+
+
+def existing_secret_value(secret: str, key: str) -> str:
+    """What a Secret the chart does not make holds, in these tests."""
+    return f"value of {secret}/{key}"
+
+
+def materialise_secret_files(docs: list[dict[str, Any]], root: Path, env: dict[str, str]) -> dict[str, str]:
+    """Write the files the pod's projected secret volumes hold under `root`, as the kubelet would, and
+    return `env` with every path under such a mount moved under `root`."""
+    secrets = {d["metadata"]["name"]: d for d in by_kind(docs).get("Secret", [])}
+    volumes = {v["name"]: v for v in pod_spec(docs)["volumes"]}
+    moved = dict(env)
+    for mount in container(docs)["volumeMounts"]:
+        projected = volumes[mount["name"]].get("projected")
+        if projected is None:
+            continue
+        directory = root / mount["mountPath"].lstrip("/")
+        directory.mkdir(parents=True, exist_ok=True)
+        for source in projected["sources"]:
+            name = source["secret"]["name"]
+            for item in source["secret"]["items"]:
+                if name in secrets:
+                    value = base64.b64decode(secrets[name]["data"][item["key"]]).decode()
+                else:
+                    value = existing_secret_value(name, item["key"])
+                (directory / item["path"]).write_text(value, encoding="utf-8")
+        prefix = mount["mountPath"].rstrip("/") + "/"
+        moved = {k: str(directory / v[len(prefix) :]) if v.startswith(prefix) else v for k, v in moved.items()}
+    return moved
 
 
 def test_kinds_per_mode(chart) -> None:
@@ -322,8 +400,294 @@ def test_persistence(chart) -> None:
         ({"mode": "sharded", "replicas": 0}, "at least 1"),
         ({"state": {"backend": "file"}}, "needs persistence.enabled"),
         ({"workloadIdentity": {"enabled": True}}, "clientId"),
+        ({"secretFiles": {"elasticsearch.bearer_token": "t"}}, "unknown setting .*elasticsearch.api_key"),
+        ({"existingSecretFiles": {"keys": {"elasticsearch.api_key": "k"}}}, "needs existingSecretFiles.name"),
+        ({"existingSecretFiles": {"name": "s"}}, "needs existingSecretFiles.keys"),
+        (
+            {
+                "secretFiles": {"elasticsearch.api_key": "a"},
+                "existingSecretFiles": {"name": "s", "keys": {"elasticsearch.api_key": "k"}},
+            },
+            "both secretFiles and existingSecretFiles",
+        ),
+        ({"image": {"repository": ""}}, "image.repository: empty"),
     ],
 )
 def test_impossible_values_are_refused_with_a_message(chart, values: dict[str, Any], message: str) -> None:
     with pytest.raises(helm.HelmRenderError, match=message):
-        chart.render(values, name=RELEASE, namespace=NAMESPACE)
+        render(chart, values)
+
+
+# ------------------------------------------------------------------------------ files, secrets, sizing
+
+
+def test_secrets_as_files_reach_the_poller_through_its_file_keys(chart, check_config, tmp_path: Path) -> None:
+    values = {
+        "secretFiles": SECRET_FILES,
+        "existingSecretFiles": {"name": "quickstart-es-elastic-user", "keys": {"elasticsearch.password": "elastic"}},
+        "config": {"elasticsearch": {"username": "elastic"}},
+    }
+    docs = render(chart, values)
+    env = literal_env(docs)
+    assert env["METRICS_POLLER__ELASTICSEARCH__API_KEY_FILE"] == "/run/secrets/metrics-poller/elasticsearch.api_key"
+    assert "envFrom" not in container(docs), "file secrets are not also environment variables"
+    mounts = {m["name"]: m for m in container(docs)["volumeMounts"]}
+    assert mounts["secret-files"]["readOnly"] is True
+    # No secret value anywhere but in the Secret the chart made for them.
+    (secret,) = by_kind(docs)["Secret"]
+    assert {k: base64.b64decode(v).decode() for k, v in secret["data"].items()} == SECRET_FILES
+    assert not [v for v in SECRET_FILES.values() if v in yaml.safe_dump_all([d for d in docs if d is not secret])]
+    # The poller, reading the files where the pod has them, gets every secret.
+    cfg = check_config(materialise_secret_files(docs, tmp_path, env), poller_yaml(docs))
+    assert cfg.elasticsearch.api_key.get_secret_value() == SECRET_FILES["elasticsearch.api_key"]
+    eck_password = existing_secret_value("quickstart-es-elastic-user", "elastic")
+    assert cfg.elasticsearch.password.get_secret_value() == eck_password
+    assert cfg.azure.credential.client_secret.get_secret_value() == SECRET_FILES["azure.credential.client_secret"]
+    assert (
+        cfg.azure.credential.certificate_password.get_secret_value()
+        == SECRET_FILES["azure.credential.certificate_password"]
+    )
+    # Changing a secret file rolls the pods.
+    before = pod_template(docs)["metadata"]["annotations"]["checksum/secret-files"]
+    changed = render(chart, merged(values, {"secretFiles": {"elasticsearch.api_key": "rotated"}}))
+    assert pod_template(changed)["metadata"]["annotations"]["checksum/secret-files"] != before
+    assert "secret-files" not in {v["name"] for v in pod_spec(render(chart, {}))["volumes"]}
+
+
+def test_certificate_file_feeds_certificate_path(chart) -> None:
+    docs = render(chart, {"secretFiles": {"azure.credential.certificate": "-----BEGIN PRIVATE KEY-----"}})
+    path = literal_env(docs)["METRICS_POLLER__AZURE__CREDENTIAL__CERTIFICATE_PATH"]
+    assert path == "/run/secrets/metrics-poller/azure.credential.certificate"
+
+
+def test_extra_volumes_let_the_poller_trust_a_private_ca(chart, check_config) -> None:
+    """ECK's self-signed HTTP CA mounted from its Secret and named by elasticsearch.ca_certs."""
+    for mode in ("service", "cronjob", "sharded"):
+        docs = render(chart, merged(ECK_CA, {"mode": mode}))
+        volumes = {v["name"]: v for v in pod_spec(docs)["volumes"]}
+        assert volumes["es-ca"]["secret"]["secretName"] == "quickstart-es-http-certs-public"
+        mounts = {m["mountPath"]: m for m in container(docs)["volumeMounts"]}
+        assert mounts["/etc/metrics-poller-ca"]["name"] == "es-ca"
+        ca_certs = poller_yaml(docs)["elasticsearch"]["ca_certs"]
+        assert Path(ca_certs).parent == Path("/etc/metrics-poller-ca")
+        assert poller_yaml(docs)["elasticsearch"].get("verify_certs", True) is True
+
+
+def _quantity_bytes(quantity: str) -> float:
+    units = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "k": 1e3, "M": 1e6, "G": 1e9}
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)([KMG]i?|k)?", quantity)
+    assert match, quantity
+    return float(match.group(1)) * units.get(match.group(2) or "", 1)
+
+
+def test_memory_request_and_limit_cover_the_measured_catch_up_peak(chart, repo: Path) -> None:
+    """BENCHMARKS.md's B4 (24 h catch-up, default concurrency) peak RSS, plus at least 20 % margin, in
+    every mode of the chart and in the plain CronJob example."""
+    text = (repo / "BENCHMARKS.md").read_text(encoding="utf-8")
+    section = text[text.index("## B4") :]
+    header, _, row = [line for line in section.splitlines() if line.startswith("|")][:3]
+    columns = [c.strip() for c in header.strip("|").split("|")]
+    peak_mb = float(row.strip("|").split("|")[columns.index("peak RSS MB")].strip())
+    assert peak_mb >= 500  # the table was read, not a stray cell
+    example = [d for d in yaml.safe_load_all((repo / "config/kubernetes/cronjob.yaml").read_text()) if d]
+    manifests = {mode: render(chart, {"mode": mode}) for mode in ("service", "cronjob", "sharded")}
+    manifests["config/kubernetes/cronjob.yaml"] = example
+    for where, docs in manifests.items():
+        resources = container(docs)["resources"]
+        for kind in ("requests", "limits"):
+            assert _quantity_bytes(resources[kind]["memory"]) >= 1.2 * peak_mb * 1e6, (where, kind, resources)
+
+
+def test_readme_builds_and_pushes_the_image_the_chart_then_runs(chart, repo: Path) -> None:
+    """The README's Helm steps: the image pushed is the image the chart's pods run with those values."""
+    text = (repo / "README.md").read_text(encoding="utf-8")
+    section = text[text.index("### In Kubernetes (Helm)") :]
+    block = re.search(r"```sh\n(.*?)```", section, re.S)
+    assert block, "no shell block in the README's Helm section"
+    commands = [shlex.split(c) for c in block.group(1).replace("\\\n", " ").splitlines() if c.strip()]
+    built = next(c[c.index("-t") + 1] for c in commands if c[:2] == ["docker", "build"])
+    pushed = next(c[2] for c in commands if c[:2] == ["docker", "push"])
+    install = next(c for c in commands if c[:2] == ["helm", "install"])
+    assert built == pushed
+    values: dict[str, Any] = {}
+    for word, following in itertools.pairwise(install):
+        if word == "--set":
+            key, _, value = following.partition("=")
+            *parents, leaf = key.split(".")
+            node = values
+            for part in parents:
+                node = node.setdefault(part, {})
+            node[leaf] = value
+    assert container(render(chart, values))["image"] == pushed
+
+
+@pytest.mark.parametrize(
+    ("tag", "image"),
+    [(2, "registry.example.com/metrics-poller:2"), ("1.10", "registry.example.com/metrics-poller:1.10"),
+     ("", "registry.example.com/metrics-poller:0.1.0")],
+)  # fmt: skip
+def test_image_tag_renders_as_written(chart, tag: object, image: str) -> None:
+    docs = render(chart, {"image": {"repository": "registry.example.com/metrics-poller", "tag": tag}})
+    assert container(docs)["image"] == image
+
+
+def test_fractional_numeric_image_tag_is_refused(chart) -> None:
+    with pytest.raises(helm.HelmRenderError, match=r"image.tag: 1.1 is not a string.*quote the tag"):
+        render(chart, {"image": {"tag": 1.1}})
+
+
+def test_no_azure_target_is_refused_before_anything_is_installed(chart) -> None:
+    with pytest.raises(helm.HelmRenderError, match=r"config.azure: no Azure target; set config.azure.subscriptions"):
+        render(chart, {}, base=False)
+    resource_id = (
+        f"/subscriptions/{SUBSCRIPTION}/resourceGroups/rg/providers/Microsoft.CognitiveServices/accounts/a"
+    )
+    assert render(chart, {"config": {"azure": {"resource_ids": [resource_id]}}}, base=False)
+    from_env = {"extraEnv": [{"name": "METRICS_POLLER__AZURE__SUBSCRIPTIONS", "value": f"[{{id: {SUBSCRIPTION}}}]"}]}
+    assert render(chart, from_env, base=False)
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "elasticsearch.api_key",
+        "elasticsearch.password",
+        "elasticsearch.bearer_token",
+        "azure.credential.client_secret",
+        "azure.credential.certificate_password",
+        "api_key",  # misplaced, still a secret
+    ],
+)
+def test_a_secret_under_config_is_refused(chart, path: str) -> None:
+    config: dict[str, Any] = {}
+    node = config
+    *parents, leaf = path.split(".")
+    for part in parents:
+        node = node.setdefault(part, {})
+    node[leaf] = "s3cr3t-value"
+    with pytest.raises(helm.HelmRenderError, match=rf"config\.{re.escape(path)}: a secret in config") as caught:
+        render(chart, {"config": config})
+    assert "s3cr3t-value" not in str(caught.value)
+
+
+def test_file_keys_and_empty_secrets_under_config_are_fine(chart) -> None:
+    config = {
+        "elasticsearch": {"api_key_file": "/run/secrets/other/es", "password": None},
+        "azure": {"credential": {"type": "workload_identity", "federated_token_file": "/var/run/token"}},
+    }
+    assert poller_yaml(render(chart, {"config": config}))["elasticsearch"]["api_key_file"] == "/run/secrets/other/es"
+
+
+DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+LABEL_VALUE = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?")
+
+
+@pytest.mark.parametrize(
+    ("release", "values"),
+    [
+        ("r" * 63, {}),
+        ("mp", {"fullnameOverride": "f" * 63}),
+        ("a" * 40, {"nameOverride": "n" * 30}),
+    ],
+)
+def test_long_names_still_make_valid_pod_names(chart, release: str, values: dict[str, Any]) -> None:
+    from metrics_poller.runtime import shard_index
+
+    replicas = 12
+    sharded = render(chart, merged(values, {"mode": "sharded", "replicas": replicas}), name=release)
+    (sts,) = by_kind(sharded)["StatefulSet"]
+    name = sts["metadata"]["name"]
+    last_pod = f"{name}-{replicas - 1}"
+    assert len(last_pod) <= 63 and DNS_LABEL.fullmatch(last_pod), last_pod
+    # The StatefulSet controller labels each pod controller-revision-hash=<name>-<10-character hash>.
+    assert len(f"{name}-{'h' * 10}") <= 63
+    (svc,) = by_kind(sharded)["Service"]
+    assert sts["spec"]["serviceName"] == svc["metadata"]["name"]
+    # Each pod still derives its shard from its name.
+    cfg = _config_seen_by(sharded)
+    assert shard_index(cfg, hostname=last_pod) == replicas - 1
+    (cronjob,) = by_kind(render(chart, merged(values, {"mode": "cronjob"}), name=release))["CronJob"]
+    assert len(cronjob["metadata"]["name"]) <= 52, "Job names add an 11-character suffix"
+    for mode in ("service", "cronjob", "sharded"):
+        for doc in render(chart, merged(values, {"mode": mode}), name=release):
+            meta = doc["metadata"]
+            if doc["kind"] == "Service":
+                assert len(meta["name"]) <= 63 and DNS_LABEL.fullmatch(meta["name"]), meta["name"]
+            assert len(meta["name"]) <= 253
+            for value in meta.get("labels", {}).values():
+                assert len(value) <= 63 and LABEL_VALUE.fullmatch(value), value
+
+
+def _config_seen_by(docs: list[dict[str, Any]]) -> Any:
+    from metrics_poller import config
+
+    env = {k: v for k, v in literal_env(docs).items() if k.startswith(config.ENV_PREFIX)}
+    return config.parse(poller_yaml(docs), env)
+
+
+# ------------------------------------------------------------------------------ Pod Security Standards
+
+# The restricted profile (which includes baseline), as listed on
+# https://kubernetes.io/docs/concepts/security/pod-security-standards/ (Kubernetes 1.30).
+RESTRICTED_VOLUME_TYPES = {
+    "configMap", "csi", "downwardAPI", "emptyDir", "ephemeral", "persistentVolumeClaim", "projected", "secret",
+}  # fmt: skip
+
+
+def restricted_violations(pod: dict[str, Any]) -> list[str]:
+    found = []
+    for field in ("hostNetwork", "hostPID", "hostIPC"):
+        if pod.get(field):
+            found.append(f"spec.{field}")
+    pod_sc = pod.get("securityContext", {})
+    selinux_types = (None, "", "container_t", "container_init_t", "container_kvm_t")
+    if pod_sc.get("seLinuxOptions", {}).get("type") not in selinux_types:
+        found.append("spec.securityContext.seLinuxOptions.type")
+    for sysctl in pod_sc.get("sysctls", []):
+        found.append(f"sysctl {sysctl['name']}")
+    for volume in pod.get("volumes", []):
+        kinds = set(volume) - {"name"}
+        if not kinds <= RESTRICTED_VOLUME_TYPES:
+            found.append(f"volume {volume['name']}: {sorted(kinds)}")
+    for c in pod.get("initContainers", []) + pod["containers"]:
+        sc = c.get("securityContext", {})
+        where = f"container {c['name']}"
+        if sc.get("privileged"):
+            found.append(f"{where}: privileged")
+        if sc.get("allowPrivilegeEscalation") is not False:
+            found.append(f"{where}: allowPrivilegeEscalation must be false")
+        if sc.get("procMount", "Default") != "Default":
+            found.append(f"{where}: procMount")
+        caps = sc.get("capabilities", {})
+        if "ALL" not in caps.get("drop", []):
+            found.append(f"{where}: capabilities must drop ALL")
+        if set(caps.get("add", [])) - {"NET_BIND_SERVICE"}:
+            found.append(f"{where}: capabilities added")
+        for port in c.get("ports", []):
+            if port.get("hostPort"):
+                found.append(f"{where}: hostPort")
+        run_as_non_root = sc.get("runAsNonRoot", pod_sc.get("runAsNonRoot"))
+        if run_as_non_root is not True:
+            found.append(f"{where}: runAsNonRoot must be true")
+        if sc.get("runAsUser", pod_sc.get("runAsUser")) == 0:
+            found.append(f"{where}: runAsUser 0")
+        seccomp = sc.get("seccompProfile", pod_sc.get("seccompProfile", {})).get("type")
+        if seccomp not in ("RuntimeDefault", "Localhost"):
+            found.append(f"{where}: seccompProfile must be RuntimeDefault or Localhost")
+    return found
+
+
+@pytest.mark.parametrize("scenario", sorted(SCENARIOS))
+def test_every_scenario_meets_the_restricted_pod_security_standard(chart, scenario: str) -> None:
+    assert restricted_violations(pod_spec(render(chart, SCENARIOS[scenario]))) == []
+
+
+def test_restricted_checker_finds_violations() -> None:
+    pod = {
+        "hostNetwork": True,
+        "volumes": [{"name": "h", "hostPath": {"path": "/"}}],
+        "containers": [{"name": "c", "securityContext": {"capabilities": {"add": ["SYS_ADMIN"]}}}],
+    }
+    found = " ".join(restricted_violations(pod))
+    for expected in ("hostNetwork", "hostPath", "allowPrivilegeEscalation", "drop ALL", "added", "runAsNonRoot"):
+        assert expected in found

@@ -17,6 +17,18 @@
 {{- end -}}
 {{- end -}}
 
+{{/* StatefulSet and CronJob names: 52 characters at most. A StatefulSet labels its pods with
+controller-revision-hash <name>-<10-character hash> (a label value: 63 at most) and names them
+<name>-<ordinal>; a CronJob names its Jobs <name>-<11-digit schedule time>. */}}
+{{- define "metrics-poller.workloadName" -}}
+{{- include "metrics-poller.fullname" . | trunc 52 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* The headless Service of sharded mode; a Service name is a DNS label (63 characters at most). */}}
+{{- define "metrics-poller.headlessName" -}}
+{{- printf "%s-headless" (include "metrics-poller.fullname" . | trunc 54 | trimSuffix "-") -}}
+{{- end -}}
+
 {{- define "metrics-poller.chart" -}}
 {{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" -}}
 {{- end -}}
@@ -51,8 +63,54 @@ app.kubernetes.io/component: {{ .Values.mode }}
 {{- end -}}
 {{- end -}}
 
+{{/* repository:tag. YAML turns an unquoted tag such as 1 or 1.10 into a number: a whole number is
+written back as digits, any other number is refused (1.10 has already become 1.1). */}}
 {{- define "metrics-poller.image" -}}
-{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- $tag := .Values.image.tag | default .Chart.AppVersion -}}
+{{- if not (kindIs "string" $tag) -}}
+{{- if and (or (kindIs "float64" $tag) (kindIs "int64" $tag) (kindIs "int" $tag)) (eq (float64 $tag) (float64 (int64 $tag))) -}}
+{{- $tag = printf "%d" (int64 $tag) -}}
+{{- else -}}
+{{- fail (printf "image.tag: %v is not a string (YAML reads an unquoted 1.10 as the number 1.1); quote the tag, e.g. --set-string image.tag=1.10 or tag: \"1.10\"" $tag) -}}
+{{- end -}}
+{{- end -}}
+{{- if not .Values.image.repository -}}
+{{- fail "image.repository: empty; set it to the registry path you pushed the image to (README, In Kubernetes)" -}}
+{{- end -}}
+{{- printf "%s:%s" .Values.image.repository $tag -}}
+{{- end -}}
+
+{{/* Secret settings that can be read from a file: setting -> the environment variable of its file key. */}}
+{{- define "metrics-poller.secretFileSettings" -}}
+elasticsearch.api_key: METRICS_POLLER__ELASTICSEARCH__API_KEY_FILE
+elasticsearch.password: METRICS_POLLER__ELASTICSEARCH__PASSWORD_FILE
+azure.credential.client_secret: METRICS_POLLER__AZURE__CREDENTIAL__CLIENT_SECRET_FILE
+azure.credential.certificate_password: METRICS_POLLER__AZURE__CREDENTIAL__CERTIFICATE_PASSWORD_FILE
+azure.credential.certificate: METRICS_POLLER__AZURE__CREDENTIAL__CERTIFICATE_PATH
+{{- end -}}
+
+{{/* Where secretFiles / existingSecretFiles are mounted. */}}
+{{- define "metrics-poller.secretFilesDir" -}}
+/run/secrets/metrics-poller
+{{- end -}}
+
+{{/* Refuse secrets anywhere under config (walked recursively): it becomes a ConfigMap. */}}
+{{- define "metrics-poller.secretGuard" -}}
+{{- $path := index . 0 -}}
+{{- $value := index . 1 -}}
+{{- if kindIs "map" $value -}}
+{{- range $key, $child := $value -}}
+{{- $here := printf "%s.%s" $path $key -}}
+{{- if and $child (regexMatch "^(api_key|password|bearer_token|.*secret|.*_password|.*_token|private_key)$" (lower $key)) -}}
+{{- fail (printf "%s: a secret in config lands in a ConfigMap, readable by anyone who can read the namespace's ConfigMaps; put it in secretFiles (e.g. secretFiles.%s), existingSecretFiles, secrets or existingSecret" $here (trimPrefix "config." $here)) -}}
+{{- end -}}
+{{- include "metrics-poller.secretGuard" (list $here $child) -}}
+{{- end -}}
+{{- else if kindIs "slice" $value -}}
+{{- range $i, $child := $value -}}
+{{- include "metrics-poller.secretGuard" (list (printf "%s[%d]" $path $i) $child) -}}
+{{- end -}}
+{{- end -}}
 {{- end -}}
 
 {{/* Cursor store: sharded pods share Elasticsearch; otherwise file only on a persistent volume. */}}
@@ -80,6 +138,38 @@ elasticsearch
 {{- if not (hasPrefix "METRICS_POLLER__" $key) -}}
 {{- fail (printf "secrets: key %q must be an environment variable name starting with METRICS_POLLER__" $key) -}}
 {{- end -}}
+{{- end -}}
+{{- $fileSettings := include "metrics-poller.secretFileSettings" . | fromYaml -}}
+{{- range $setting, $_ := .Values.secretFiles -}}
+{{- if not (hasKey $fileSettings $setting) -}}
+{{- fail (printf "secretFiles: unknown setting %q; expected one of %s" $setting (keys $fileSettings | sortAlpha | join ", ")) -}}
+{{- end -}}
+{{- end -}}
+{{- range $setting, $key := .Values.existingSecretFiles.keys -}}
+{{- if not (hasKey $fileSettings $setting) -}}
+{{- fail (printf "existingSecretFiles.keys: unknown setting %q; expected one of %s" $setting (keys $fileSettings | sortAlpha | join ", ")) -}}
+{{- end -}}
+{{- if hasKey $.Values.secretFiles $setting -}}
+{{- fail (printf "%s: set in both secretFiles and existingSecretFiles.keys; keep one" $setting) -}}
+{{- end -}}
+{{- end -}}
+{{- if and .Values.existingSecretFiles.keys (not .Values.existingSecretFiles.name) -}}
+{{- fail "existingSecretFiles.keys needs existingSecretFiles.name (the Secret holding them)" -}}
+{{- end -}}
+{{- if and .Values.existingSecretFiles.name (not .Values.existingSecretFiles.keys) -}}
+{{- fail "existingSecretFiles.name needs existingSecretFiles.keys (which setting each key of that Secret feeds)" -}}
+{{- end -}}
+{{- include "metrics-poller.secretGuard" (list "config" .Values.config) -}}
+{{- $targetVariables := list "METRICS_POLLER__AZURE__SUBSCRIPTIONS" "METRICS_POLLER__AZURE__RESOURCE_IDS" -}}
+{{- $fromEnvironment := false -}}
+{{- range .Values.extraEnv -}}
+{{- if has .name $targetVariables -}}{{- $fromEnvironment = true -}}{{- end -}}
+{{- end -}}
+{{- range $name, $_ := .Values.secrets -}}
+{{- if has $name $targetVariables -}}{{- $fromEnvironment = true -}}{{- end -}}
+{{- end -}}
+{{- if not (or (dig "azure" "subscriptions" list .Values.config) (dig "azure" "resource_ids" list .Values.config) $fromEnvironment) -}}
+{{- fail "config.azure: no Azure target; set config.azure.subscriptions (e.g. [{id: <subscription GUID>}]) or config.azure.resource_ids, or the poller starts, finds nothing to poll and exits" -}}
 {{- end -}}
 {{- if not (has .Values.state.backend (list "" "file" "elasticsearch")) -}}
 {{- fail (printf "state.backend must be file or elasticsearch; got %q" (toString .Values.state.backend)) -}}
@@ -111,6 +201,9 @@ elasticsearch
 {{- $backend := include "metrics-poller.stateBackend" . -}}
 {{- $secretName := include "metrics-poller.secretName" . -}}
 {{- $longRunning := ne .Values.mode "cronjob" -}}
+{{- $fileSettings := include "metrics-poller.secretFileSettings" . | fromYaml -}}
+{{- $secretFilesDir := include "metrics-poller.secretFilesDir" . -}}
+{{- $secretFiles := concat (keys .Values.secretFiles) (keys .Values.existingSecretFiles.keys) | sortAlpha -}}
 metadata:
   labels:
     {{- include "metrics-poller.selectorLabels" . | nindent 4 }}
@@ -125,6 +218,9 @@ metadata:
     checksum/config: {{ include (print $.Template.BasePath "/configmap.yaml") . | sha256sum }}
     {{- if and .Values.secrets (not .Values.existingSecret) }}
     checksum/secret: {{ include (print $.Template.BasePath "/secret.yaml") . | sha256sum }}
+    {{- end }}
+    {{- if .Values.secretFiles }}
+    checksum/secret-files: {{ include (print $.Template.BasePath "/secret-files.yaml") . | sha256sum }}
     {{- end }}
     {{- with .Values.podAnnotations }}
     {{- toYaml . | nindent 4 }}
@@ -179,6 +275,10 @@ spec:
         - name: METRICS_POLLER__AZURE__CREDENTIAL__TYPE
           value: workload_identity
         {{- end }}
+        {{- range $secretFiles }}
+        - name: {{ get $fileSettings . }}
+          value: {{ printf "%s/%s" $secretFilesDir . | quote }}
+        {{- end }}
         {{- with .Values.extraEnv }}
         {{- toYaml . | nindent 8 }}
         {{- end }}
@@ -213,6 +313,14 @@ spec:
           mountPath: /var/lib/metrics-poller
         - name: tmp
           mountPath: /tmp
+        {{- if $secretFiles }}
+        - name: secret-files
+          mountPath: {{ $secretFilesDir }}
+          readOnly: true
+        {{- end }}
+        {{- with .Values.extraVolumeMounts }}
+        {{- toYaml . | nindent 8 }}
+        {{- end }}
   volumes:
     - name: config
       configMap:
@@ -228,6 +336,33 @@ spec:
     - name: tmp
       emptyDir:
         sizeLimit: 64Mi
+    {{- if $secretFiles }}
+    - name: secret-files
+      projected:
+        defaultMode: 288  # 0440: readable by the pod's group (fsGroup), nobody else
+        sources:
+          {{- if .Values.secretFiles }}
+          - secret:
+              name: {{ include "metrics-poller.fullname" . | trunc 57 | trimSuffix "-" }}-files
+              items:
+                {{- range $setting, $_ := .Values.secretFiles }}
+                - key: {{ $setting }}
+                  path: {{ $setting }}
+                {{- end }}
+          {{- end }}
+          {{- with .Values.existingSecretFiles.keys }}
+          - secret:
+              name: {{ $.Values.existingSecretFiles.name }}
+              items:
+                {{- range $setting, $key := . }}
+                - key: {{ $key }}
+                  path: {{ $setting }}
+                {{- end }}
+          {{- end }}
+    {{- end }}
+    {{- with .Values.extraVolumes }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
   {{- with .Values.nodeSelector }}
   nodeSelector:
     {{- toYaml . | nindent 4 }}

@@ -1,0 +1,195 @@
+"""ARM readers of the Azure OpenAI control plane: deployments, quota usages, the model catalogue.
+
+The only module that knows azure-mgmt-cognitiveservices (api-version 2025-09-01, its default). Each
+read goes through the shared `Retrier` (retries, capped Retry-After, deadline, error classification)
+and the shared per-subscription ARM read bucket, exactly like discovery and metric definitions. Bodies
+are read raw from the response pages and parsed by `headroom`, so no field the SDK model drops is lost.
+The catalogue changes rarely and is large: it is cached per (subscription, region).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from azure.core.credentials_async import AsyncTokenCredential
+from azure.mgmt.cognitiveservices.aio import CognitiveServicesManagementClient
+
+from metrics_poller import config
+from metrics_poller.credentials import client_kwargs
+from metrics_poller.fetching import CallError, Capture, Retrier
+from metrics_poller.headroom import (
+    Catalogue,
+    Deployment,
+    InventoryDataError,
+    Quota,
+    parse_catalogue,
+    parse_deployments,
+    parse_usages,
+)
+from metrics_poller.model import Account
+
+# A failed catalogue read is not retried by every cycle: remember the failure this long (seconds).
+CATALOGUE_NEGATIVE_TTL = 600.0
+
+
+class InventoryReadError(Exception):
+    """One control-plane read failed; the message is one line without secrets."""
+
+    def __init__(self, reason: str, status: int | None = None) -> None:
+        super().__init__(reason)
+        self.status = status
+
+
+@dataclass(slots=True)
+class _Cached:
+    expires: float
+    value: Catalogue | None = None
+    error: InventoryReadError | None = None
+
+
+def _pages(capture: Capture) -> list[Any]:
+    try:
+        return [orjson.loads(page) for page in capture.pages]
+    except orjson.JSONDecodeError:
+        raise InventoryDataError("the body is not JSON") from None
+
+
+def _reason(what: str, err: CallError) -> InventoryReadError:
+    if err.status == 404:
+        return InventoryReadError(f"{what}: not found (deleted?): {err.reason}", 404)
+    if err.status == 403:
+        return InventoryReadError(f"{what}: forbidden: {err.reason} (needs Reader on this scope)", 403)
+    return InventoryReadError(f"{what}: {err.reason}", err.status)
+
+
+class InventoryReader:
+    """Reads deployments per account, usages and the catalogue per (subscription, region)."""
+
+    def __init__(
+        self,
+        cfg: config.Azure,
+        credential: AsyncTokenCredential,
+        *,
+        catalogue_ttl: float,
+        concurrency: int,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._cfg = cfg
+        self._credential = credential
+        self._clock = clock
+        self._catalogue_ttl = catalogue_ttl
+        # Its own slots: control-plane reads never hold a slot a metrics request is waiting for.
+        self._retrier = Retrier(cfg, asyncio.Semaphore(concurrency), clock)
+        self._clients: dict[str, CognitiveServicesManagementClient] = {}
+        self._catalogues: dict[tuple[str, str], _Cached] = {}
+        self._inflight: dict[tuple[str, str], asyncio.Future[Catalogue]] = {}
+
+    def _client(self, subscription_id: str) -> CognitiveServicesManagementClient:
+        key = subscription_id.lower()
+        client = self._clients.get(key)
+        if client is None:
+            client = CognitiveServicesManagementClient(
+                self._credential,
+                subscription_id,
+                base_url=self._cfg.endpoints.resource_manager,
+                credential_scopes=[self._cfg.endpoints.resource_manager_audience + "/.default"],
+                **client_kwargs(self._cfg),
+            )
+            self._clients[key] = client
+        return client
+
+    async def close(self) -> None:
+        clients = list(self._clients.values())
+        self._clients.clear()
+        for client in clients:
+            await client.close()
+
+    async def deployments(self, account: Account, deadline: float) -> list[Deployment]:
+        """Deployments_List of one account, every page. Raises `InventoryReadError`."""
+        client = self._client(account.subscription_id)
+
+        async def call(capture: Capture) -> None:
+            async for _ in client.deployments.list(account.resource_group, account.name, **capture.hooks()):
+                pass  # the raw pages are parsed instead of the SDK model
+
+        try:
+            return await self._retrier.run(
+                "deployments",
+                call,
+                lambda _v, capture: parse_deployments(_pages(capture)),
+                deadline,
+                subscription_id=account.subscription_id,
+            )
+        except CallError as err:
+            raise _reason("deployments", err) from None
+
+    async def usages(self, subscription_id: str, region: str, deadline: float) -> list[Quota]:
+        """Usages_List: the subscription's quota rows in one region. Raises `InventoryReadError`."""
+        client = self._client(subscription_id)
+
+        async def call(capture: Capture) -> None:
+            async for _ in client.usages.list(region, **capture.hooks()):
+                pass
+
+        try:
+            return await self._retrier.run(
+                "usages",
+                call,
+                lambda _v, capture: parse_usages(_pages(capture)),
+                deadline,
+                subscription_id=subscription_id,
+            )
+        except CallError as err:
+            raise _reason(f"quota usages of {subscription_id}/{region}", err) from None
+
+    async def catalogue(self, subscription_id: str, region: str, deadline: float) -> Catalogue:
+        """Models_List of one region, cached per (subscription, region); concurrent callers share one
+        read. Raises `InventoryReadError` (remembered for a while, so a forbidden scope is not hammered)."""
+        key = (subscription_id.lower(), region.lower())
+        cached = self._catalogues.get(key)
+        if cached is not None and cached.expires > self._clock():
+            if cached.error is not None:
+                raise cached.error
+            assert cached.value is not None
+            return cached.value
+        future = self._inflight.get(key)
+        if future is None:
+            future = asyncio.ensure_future(self._read_catalogue(key, subscription_id, region, deadline))
+            self._inflight[key] = future
+            future.add_done_callback(lambda done: self._forget(key, done))
+        return await asyncio.shield(future)
+
+    def _forget(self, key: tuple[str, str], done: asyncio.Future[Any]) -> None:
+        if self._inflight.get(key) is done:
+            del self._inflight[key]
+        if not done.cancelled():
+            done.exception()  # retrieved, so an unawaited failure is never logged as lost
+
+    async def _read_catalogue(
+        self, key: tuple[str, str], subscription_id: str, region: str, deadline: float
+    ) -> Catalogue:
+        client = self._client(subscription_id)
+
+        async def call(capture: Capture) -> None:
+            async for _ in client.models.list(region, **capture.hooks()):
+                pass
+
+        try:
+            value = await self._retrier.run(
+                "models",
+                call,
+                lambda _v, capture: parse_catalogue(_pages(capture)),
+                deadline,
+                subscription_id=subscription_id,
+            )
+        except CallError as err:
+            error = _reason(f"model catalogue of {subscription_id}/{region}", err)
+            self._catalogues[key] = _Cached(self._clock() + CATALOGUE_NEGATIVE_TTL, error=error)
+            raise error from None
+        self._catalogues[key] = _Cached(self._clock() + self._catalogue_ttl, value=value)
+        return value

@@ -1,0 +1,160 @@
+"""Ground truth of the inventory documents, from the simulator's own knowledge (not from the poller's rules).
+
+For each deployment: its type, capacity and true limits (the simulator knows them whether or not the
+body publishes `rateLimits`), the lifecycle it serves, its quota key, and the peaks and 429 total of
+the window the poller fetched, computed from the metric ground truth split by `ModelDeploymentName`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from metrics_poller.simulator import Simulator
+from metrics_poller.simulator.inventory import LIFECYCLE, PROVISIONED_SKUS, day_of
+
+Fields = dict[str, Any]
+
+
+def _peak_per_minute(sim: Simulator, account_id: str, metric: str, start: datetime, end: datetime) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for dims, points in sim.expected(account_id, metric, start, end, "PT1M", ["ModelDeploymentName"]).items():
+        name = dict(dims)["ModelDeploymentName"].lower()
+        out[name] = max(p["total"] for p in points.values())
+    return out
+
+
+def _throttled(sim: Simulator, account_id: str, start: datetime, end: datetime) -> dict[str, float]:
+    out: dict[str, float] = {}
+    split = ["ModelDeploymentName", "StatusCode"]
+    for dims, points in sim.expected(account_id, "AzureOpenAIRequests", start, end, "PT1M", split).items():
+        values = dict(dims)
+        name = values["ModelDeploymentName"].lower()
+        total = sum(p["total"] for p in points.values()) if values["StatusCode"] == "429" else 0.0
+        out[name] = out.get(name, 0.0) + total
+    return out
+
+
+def _utilization(sim: Simulator, account_id: str, start: datetime, end: datetime) -> dict[str, float]:
+    metric = "AzureOpenAIProvisionedManagedUtilizationV2"
+    out: dict[str, float] = {}
+    for dims, points in sim.expected(account_id, metric, start, end, "PT1M", ["ModelDeploymentName"]).items():
+        out[dict(dims)["ModelDeploymentName"].lower()] = max(p["maximum"] for p in points.values())
+    return out
+
+
+def _number(value: float | None) -> float | None:
+    return None if value is None else float(value)
+
+
+def expected_deployments(
+    sim: Simulator, account_ids: Iterable[str], start: datetime, end: datetime, timestamp: datetime
+) -> dict[str, Fields]:
+    """`azure.deployment.*` values each deployment document must carry, by lower-cased deployment id;
+    None means the field must be absent."""
+    out: dict[str, Fields] = {}
+    day = day_of(sim.now())
+    for account_id in account_ids:
+        tokens = _peak_per_minute(sim, account_id, "TokenTransaction", start, end)
+        requests = _peak_per_minute(sim, account_id, "AzureOpenAIRequests", start, end)
+        throttled = _throttled(sim, account_id, start, end)
+        utilization = _utilization(sim, account_id, start, end)
+        for truth in sim.deployment_truths(account_id):
+            dep = truth.deployment
+            key = dep.name.lower()
+            life = LIFECYCLE[(dep.model, dep.version)]
+            offset = life.ptu_offset if truth.provisioned and life.ptu_offset is not None else life.offset
+            retires = None if offset is None else day + timedelta(days=offset)
+            tpm, rpm = truth.tokens_per_minute, truth.requests_per_minute
+            days = None if retires is None else math.floor((retires - timestamp) / timedelta(days=1))
+            source = None if tpm is None else ("deployment" if truth.publishes_rate_limits else "catalogue")
+            fields: Fields = {
+                "name": dep.name,
+                "sku.name": truth.sku,
+                "sku.capacity": truth.capacity,
+                "provisioned": truth.provisioned,
+                "model.name": dep.model,
+                "model.version": dep.version,
+                "model.lifecycle_status": life.status,
+                "model.days_to_retirement": days,
+                "rate_limit.tokens_per_minute": _number(tpm),
+                "rate_limit.requests_per_minute": _number(rpm),
+                "rate_limit.source": source,
+                "version_upgrade_option": truth.upgrade_option,
+                "quota.name": truth.usage_name,
+                "usage.tokens_per_minute.max": tokens.get(key),
+                "usage.requests_per_minute.max": requests.get(key),
+                "usage.throttled_requests.total": throttled.get(key),
+                "utilization.tokens_pct": _pct(tokens.get(key), tpm),
+                "utilization.requests_pct": _pct(requests.get(key), rpm),
+                "utilization.provisioned_pct": utilization.get(key) if truth.sku in PROVISIONED_SKUS else None,
+            }
+            out[truth.id.lower()] = fields
+    return out
+
+
+def _pct(used: float | None, limit: float | None) -> float | None:
+    if used is None or limit is None:
+        return None
+    return round(used / limit * 100.0, 2)
+
+
+def _get(source: Mapping[str, Any], path: str) -> Any:
+    node: Any = source
+    for part in path.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+@dataclass
+class InventoryComparison:
+    expected: int = 0
+    stored: int = 0
+    missing: list[str] = field(default_factory=list)
+    duplicated: list[str] = field(default_factory=list)
+    unexpected: list[str] = field(default_factory=list)
+    wrong: list[tuple[str, str, object, object]] = field(default_factory=list)
+
+    @property
+    def perfect(self) -> bool:
+        return not (self.missing or self.duplicated or self.unexpected or self.wrong)
+
+    def summary(self) -> str:
+        return (
+            f"expected {self.expected}, stored {self.stored}, missing {len(self.missing)}, duplicated "
+            f"{len(self.duplicated)}, unexpected {len(self.unexpected)}, wrong {self.wrong[:5]}"
+        )
+
+
+def compare_deployments(expected: Mapping[str, Fields], documents: Iterable[Mapping[str, Any]]) -> InventoryComparison:
+    """Deployment documents (`metricset.name: deployment`) against `expected_deployments`."""
+    result = InventoryComparison(expected=len(expected))
+    seen: set[str] = set()
+    for doc in documents:
+        if _get(doc, "metricset.name") != "deployment":
+            continue
+        result.stored += 1
+        key = str(_get(doc, "azure.deployment.id")).lower()
+        if key in seen:
+            result.duplicated.append(key)
+            continue
+        seen.add(key)
+        want = expected.get(key)
+        if want is None:
+            result.unexpected.append(key)
+            continue
+        deployment = _get(doc, "azure.deployment")
+        for path, value in want.items():
+            got = _get(deployment, path)
+            if isinstance(value, float) and isinstance(got, int | float):
+                if not math.isclose(got, value, rel_tol=1e-9, abs_tol=1e-6):
+                    result.wrong.append((key, path, value, got))
+            elif got != value:
+                result.wrong.append((key, path, value, got))
+    result.missing = sorted(set(expected) - seen)
+    return result
