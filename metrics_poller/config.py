@@ -263,8 +263,8 @@ class Inventory(_Strict):
 
     enabled: bool = True
     # Every account's deployments are read once per interval; each cycle reads its share.
-    interval: PositiveInt = 3600
-    catalogue_refresh: PositiveInt = 86400
+    interval: Annotated[int, Duration(gt=0)] = 3600
+    catalogue_refresh: Annotated[int, Duration(gt=0)] = 86400
     concurrency: Annotated[int, Field(ge=1, le=64)] = 4
 
 

@@ -128,6 +128,8 @@ def test_every_duration_key_of_the_issue_is_a_duration() -> None:
         "elasticsearch.request_timeout",
         "elasticsearch.look_back",
         "elasticsearch.retention",
+        "inventory.interval",
+        "inventory.catalogue_refresh",
     }
     assert set(DURATION_KEYS) == expected
 
