@@ -59,8 +59,6 @@ def demo_settings(sim: Simulator, output: Path, state_dir: Path) -> dict[str, An
         "state": {"backend": "file", "path": str(state_dir / "cursors.json")},
         "http": {"listen": None},
         "logging": {"level": "WARNING"},
-        # 20 minutes of metrics, enough for the README's "10 minutes above 80 %" rule to have data.
-        "initial_lookback": 1200,
         # One cycle: every account's deployments in it, not the usual one-twelfth share.
         "inventory": {"interval": 300},
     }

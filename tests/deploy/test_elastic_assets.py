@@ -28,7 +28,9 @@ DEPLOYMENT = "azure.dimensions.model_deployment_name"
 
 def readme_rules() -> dict[str, str]:
     text = (REPO / "README.md").read_text(encoding="utf-8")
-    blocks = re.findall(r"```esql\n(.*?)```", text, re.S)
+    # This section's rules only (the inventory section has its own, tested in tests/inventory).
+    section = text.split("### Elastic's dashboards and alerts", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```esql\n(.*?)```", section, re.S)
     rules = {}
     for block in blocks:
         for name, field in (("utilisation", UTILISATION), ("latency", LATENCY), ("throttling", "status_code")):

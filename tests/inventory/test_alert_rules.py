@@ -49,7 +49,9 @@ def documents(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[dict[st
     out = tmp_path_factory.mktemp("demo")
     with Simulator(demo_spec()) as sim:
         sim.clock = lambda: NOW + timedelta(minutes=10)
-        cfg = config.parse(demo_settings(sim, out / "demo.ndjson", out), environ={})
+        # The demo's configuration with 20 minutes of metrics, so "10 minutes above 80 %" can fire.
+        settings = {**demo_settings(sim, out / "demo.ndjson", out), "initial_lookback": 1200}
+        cfg = config.parse(settings, environ={})
 
         async def cycle() -> None:
             poller = await create_poller(cfg)
