@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 RUNTIME_LOCK := requirements/runtime.txt
 TEST_LOCK := requirements/test.txt
 
-.PHONY: demo test lint unit soak bench bench-quick profile clean install lock
+.PHONY: demo demo-es test lint unit soak bench bench-quick profile clean install lock
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,10 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/metrics-poller demo
+
+# Optional: setup, validate and once against the simulator and the Elasticsearch test server.
+demo-es: $(STAMP)
+	$(BIN)/python -m metrics_poller.testing.demo_es
 
 lint: $(STAMP)
 	$(BIN)/ruff check metrics_poller tests

@@ -276,8 +276,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
                 for line in await check_access(client, cfg.elasticsearch):
                     print(line)
             except Exception as exc:
+                from metrics_poller.sinks import RefusedByConfiguration
+
                 print(f"elasticsearch: FAILED: {_one_line(exc)}")
-                worst = EXIT_UNREACHABLE
+                worst = max(worst, EXIT_USAGE if isinstance(exc, RefusedByConfiguration) else EXIT_UNREACHABLE)
             finally:
                 await client.close()
         return worst
@@ -407,8 +409,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except Exception as exc:
+        from metrics_poller.sinks import RefusedByConfiguration
         from metrics_poller.sinks.elasticsearch import SinkError
 
+        if isinstance(exc, RefusedByConfiguration):  # missing pipeline, unsupported version…: one line
+            print(f"error: {_one_line(exc)}", file=sys.stderr)
+            return EXIT_USAGE
         if isinstance(exc, SinkError):  # refused credentials or set-up failure: one line, not a traceback
             print(f"error: {_one_line(exc)}", file=sys.stderr)
             return EXIT_UNREACHABLE

@@ -24,13 +24,17 @@ from pydantic import (
 )
 
 from metrics_poller.catalog import GROUPS_BY_NAME
-from metrics_poller.durations import Duration
+from metrics_poller.durations import Duration, parse_seconds
 
 ENV_PREFIX = "METRICS_POLLER__"
 CONFIG_ENV = "METRICS_POLLER_CONFIG"
 DEFAULT_PATHS = (Path("config/poller.yaml"), Path("/etc/metrics-poller/poller.yaml"))
 BASE_PERIOD = 300
 MAX_BACKFILL = 93 * 86400
+# Elasticsearch refuses a request body above `http.max_content_length` (100 MB by default) with 413.
+MAX_BATCH_BYTES = 90 * 1024 * 1024
+# `index.look_back_time` accepts 1m to 7d (Elasticsearch's DataStreamsPlugin.LOOK_BACK_TIME).
+LOOK_BACK_RANGE = (60, 7 * 86400)
 GRAINS = {"PT1M": 60, "PT5M": 300, "PT15M": 900, "PT30M": 1800, "PT1H": 3600}
 
 
@@ -214,6 +218,31 @@ class Elasticsearch(_Strict):
             raise ValueError("expected a lower-case data stream namespace of letters, digits, '_' or '.'")
         return value
 
+    @field_validator("batch_bytes")
+    @classmethod
+    def _batch_bytes(cls, value: int) -> int:
+        if value > MAX_BATCH_BYTES:
+            raise ValueError(
+                f"expected at most {MAX_BATCH_BYTES} (90 MiB): Elasticsearch refuses requests above "
+                "http.max_content_length, 100 MB by default"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _look_back_range(self) -> Elasticsearch:
+        seconds = self.look_back_seconds
+        if not LOOK_BACK_RANGE[0] <= seconds <= LOOK_BACK_RANGE[1]:
+            raise ValueError(
+                f"look_back: {self.look_back} is outside 1m to 7d, the range Elasticsearch accepts for "
+                "index.look_back_time"
+            )
+        return self
+
+    @property
+    def look_back_seconds(self) -> int:
+        """`look_back` in seconds."""
+        return int(parse_seconds(self.look_back))
+
     @model_validator(mode="after")
     def _secrets(self) -> Elasticsearch:
         object.__setattr__(self, "api_key", self.api_key or _read_secret_file(self.api_key_file, "api_key_file"))
@@ -320,6 +349,15 @@ class Config(_Strict):
             )
         if self.cycle_deadline is not None and self.cycle_deadline > self.period:
             raise ValueError("cycle_deadline: must not exceed period (cycles never overlap)")
+        es = self.elasticsearch
+        reach = self.max_backfill + self.latency + grain
+        if self.output == "elasticsearch" and es.tsds and reach > es.look_back_seconds:
+            # The first backing index of a time-series stream takes nothing older than look_back.
+            raise ValueError(
+                f"max_backfill: {self.max_backfill}s (plus latency and one grain) reaches further back than "
+                f"elasticsearch.look_back ({es.look_back}) with elasticsearch.tsds: true, and Elasticsearch "
+                "would refuse those points; lower max_backfill or raise elasticsearch.look_back (at most 7d)"
+            )
         return self
 
     @property

@@ -116,6 +116,7 @@ class Outcome(StrEnum):
     DUPLICATE = "duplicate"  # already stored (409): success for cursor purposes
     RETRYABLE = "retryable"  # not stored; fetched and written again next cycle
     PERMANENT = "permanent"  # rejected; dead-lettered
+    FAILURE_STORE = "failure_store"  # rejected, kept in the data stream's failure store: not stored
 
     @property
     def stored(self) -> bool:

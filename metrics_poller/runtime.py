@@ -64,9 +64,15 @@ async def create_poller(
         es_client = build_client(cfg.elasticsearch)
     if sink is None:
         if cfg.output == "elasticsearch":
-            from metrics_poller.sinks.elasticsearch import ensure_templates
+            from metrics_poller.sinks.elasticsearch import ensure_templates, preflight
 
-            await ensure_templates(es_client, cfg.elasticsearch)
+            try:
+                await preflight(es_client, cfg.elasticsearch)
+                await ensure_templates(es_client, cfg.elasticsearch)
+            except BaseException:
+                await es_client.close()
+                await credential.close()
+                raise
         sink = build_sink(cfg, es_client)
     if store is None:
         store = build_store(cfg, es_client)

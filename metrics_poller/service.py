@@ -19,6 +19,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from metrics_poller import telemetry
 from metrics_poller.cycle import CycleReport, Poller
+from metrics_poller.model import Failure
+from metrics_poller.sinks import RefusedByConfiguration
 from metrics_poller.windows import floor_time
 
 log = logging.getLogger(__name__)
@@ -99,6 +101,7 @@ class Service:
         self.stopping = asyncio.Event()
         self.current: asyncio.Task[CycleReport] | None = None
         self.last_report: CycleReport | None = None
+        self.exit_code = 0
 
     async def fire(self) -> None:
         """Scheduler job: start a cycle in a task this service owns, so that stopping the scheduler
@@ -115,6 +118,13 @@ class Service:
     async def cycle(self) -> CycleReport:
         try:
             report = await self.poller.run_cycle()
+        except RefusedByConfiguration as exc:
+            # Every later cycle would be refused the same way: stop, and let the exit code say why.
+            self.health.record_cycle(ok=False)
+            log.error("%s", exc)
+            self.exit_code = 2
+            self.stopping.set()
+            return CycleReport(started=datetime.now(UTC), failures=[Failure("elasticsearch", "*", str(exc))])
         except BaseException:
             self.health.record_cycle(ok=False)
             raise
@@ -162,7 +172,7 @@ class Service:
             if runner is not None:
                 await runner.cleanup()
             await self.poller.close()
-        return 0
+        return self.exit_code
 
     async def _finish_current(self) -> None:
         task = self.current

@@ -130,9 +130,18 @@ def mappings() -> Json:
     }
 
 
+# Fields each backing index may map. Resource tags are mapped dynamically, one field each, so an estate
+# with many distinct tag keys would hit Elasticsearch's default of 1000 and every document adding one more
+# would be refused; beyond this limit new tag fields stay in `_source` unmapped instead (8.13+).
+TOTAL_FIELDS_LIMIT = 2000
+
+
 def settings(*, tsds: bool, look_back: str) -> Json:
     """Index settings; the time-series ones only in TSDS mode."""
-    index: Json = {"codec": "best_compression"}
+    index: Json = {
+        "codec": "best_compression",
+        "mapping": {"total_fields": {"limit": TOTAL_FIELDS_LIMIT, "ignore_dynamic_beyond_limit": True}},
+    }
     if tsds:
         index.update(
             {

@@ -8,6 +8,11 @@ from typing import Protocol
 from metrics_poller.model import Document, Outcome
 
 
+class RefusedByConfiguration(Exception):
+    """The destination refuses writes for a reason only an operator can fix (a missing pipeline, an
+    unsupported version, every document refused alike): one line, exit 2, nothing more is written."""
+
+
 class Sink(Protocol):
     """Stores documents and says, per document and in order, what became of each."""
 

@@ -33,6 +33,7 @@ from metrics_poller import inventory_templates, templates
 from metrics_poller.config import Elasticsearch as ElasticsearchConfig
 from metrics_poller.model import Document, Outcome
 from metrics_poller.shaping import encode
+from metrics_poller.sinks import RefusedByConfiguration
 from metrics_poller.state import StateError
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,15 @@ class SinkError(Exception):
 
 class CredentialsRejected(SinkError):
     """Elasticsearch answered 401: no request with these credentials can succeed."""
+
+
+class SinkConfigError(SinkError, RefusedByConfiguration):
+    """The cluster refuses what this configuration asks for (exit 2)."""
+
+
+# Dimension-field limits of time-series indices before 8.13 (16, then 21) are below what the catalogue
+# maps; 8.19 and 9.x are the supported range.
+MINIMUM_VERSION = (8, 13)
 
 
 # --------------------------------------------------------------------------------------------- client
@@ -187,6 +197,14 @@ async def ensure_templates(client: AsyncElasticsearch, cfg: ElasticsearchConfig)
         for name in (templates.INDEX_TEMPLATE, templates.INTEGRATION_TEMPLATE):
             if await _get_template(client, "index", name) is not None:
                 return False
+    except AuthorizationException:
+        # A writer-only key (create_doc, auto_configure) may not read templates: only `setup` needs
+        # manage_index_templates. Writes say so if the templates are missing (require_data_stream).
+        log.info("these credentials cannot read index templates; assuming `metrics-poller setup` installed them")
+        return False
+    except (ApiError, TransportError):
+        pass  # reported below, like a failed installation
+    try:
         for line in await setup(client, cfg):
             log.info("setup: %s", line)
         return True
@@ -206,6 +224,7 @@ async def ensure_templates(client: AsyncElasticsearch, cfg: ElasticsearchConfig)
 
 async def _setup(client: AsyncElasticsearch, cfg: ElasticsearchConfig, wanted: templates.Templates) -> list[str]:
     info = await client.info()
+    check_version(info.body)
     lines = [
         f"connected to Elasticsearch {info.get('version', {}).get('number', '?')} "
         f"(cluster {info.get('cluster_name', '?')})"
@@ -263,6 +282,8 @@ async def ensure_inventory_templates(client: AsyncElasticsearch, cfg: Elasticsea
         if await _get_template(client, "index", inventory_templates.INDEX_TEMPLATE) is None:
             for line in await _setup_inventory(client, cfg):
                 log.info("setup: %s", line)
+    except AuthorizationException:
+        log.info("these credentials cannot read index templates; assuming `metrics-poller setup` installed them")
     except (ApiError, TransportError) as exc:
         log.warning(
             "installing the inventory templates failed (%s); run `metrics-poller setup`", describe(exc, secrets_of(cfg))
@@ -305,24 +326,72 @@ async def _data_stream_exists(client: AsyncElasticsearch, name: str) -> bool:
 
 # ------------------------------------------------------------------------------------------- check
 
-CLUSTER_PRIVILEGES = ("monitor", "manage_index_templates")
-STREAM_PRIVILEGES = ("create_doc", "auto_configure", "view_index_metadata")
+# What `run`, `once` and `backfill` need (Fleet's writer: create_doc + auto_configure); `setup` alone
+# needs manage_index_templates.
+CLUSTER_PRIVILEGES = ("monitor",)
+SETUP_PRIVILEGES = ("manage_index_templates",)
+STREAM_PRIVILEGES = ("create_doc", "auto_configure")
 CURSOR_PRIVILEGES = ("read", "write", "create_index")
 
 
+def check_version(info: Mapping[str, Any]) -> str:
+    """The cluster's version from `GET /`; raises `SinkConfigError` below 8.13."""
+    number = str(info.get("version", {}).get("number", "?"))
+    match = re.match(r"(\d+)\.(\d+)", number)
+    if match is not None and (int(match[1]), int(match[2])) < MINIMUM_VERSION:
+        raise SinkConfigError(
+            f"Elasticsearch {number} is not supported: metrics-poller needs 8.13 or later (older 8.x "
+            "limit a time-series index to fewer dimension fields than Azure OpenAI metrics carry); "
+            "8.19 and 9.x are supported"
+        )
+    return number
+
+
+async def check_pipeline(client: AsyncElasticsearch, cfg: ElasticsearchConfig) -> str | None:
+    """Whether `elasticsearch.pipeline` exists; raises `SinkConfigError` when it does not. Returns a
+    note when it cannot be checked (the credentials lack read_pipeline), None when there is nothing to say."""
+    if not cfg.pipeline or cfg.pipeline == "_none":
+        return None
+    response = await client.options(ignore_status=(403, 404)).ingest.get_pipeline(id=cfg.pipeline)
+    if response.meta.status == 404:
+        raise SinkConfigError(
+            f"elasticsearch.pipeline: ingest pipeline {cfg.pipeline!r} does not exist in Elasticsearch; "
+            "create it or remove the setting"
+        )
+    if response.meta.status == 403:
+        return f"elasticsearch: pipeline {cfg.pipeline} not checked (the credentials lack read_pipeline)"
+    return None
+
+
+async def preflight(client: AsyncElasticsearch, cfg: ElasticsearchConfig) -> None:
+    """Before the first Azure call of a run: one authenticated request, the version and the pipeline."""
+    secrets = secrets_of(cfg)
+    try:
+        check_version((await client.info()).body)
+        note = await check_pipeline(client, cfg)
+    except (AuthenticationException, AuthorizationException) as exc:
+        raise _auth_error(exc, secrets) from None
+    except (ApiError, TransportError) as exc:
+        raise SinkError(f"Elasticsearch check failed: {describe(exc, secrets)}") from None
+    if note:
+        log.info("%s", note)
+
+
 async def check_access(client: AsyncElasticsearch, cfg: ElasticsearchConfig) -> list[str]:
-    """Connectivity, privileges and template state, one line each, for `metrics-poller validate`.
+    """Connectivity, version, pipeline, privileges and template state, one line each, for
+    `metrics-poller validate`.
 
     Raises `SinkError` when the cluster is unreachable, the credentials are refused, or a privilege
-    the writer needs is missing.
+    the writer needs is missing; `SinkConfigError` for an unsupported version or a missing pipeline.
     """
     secrets = secrets_of(cfg)
     try:
         info = await client.info()
-        lines = [
-            f"elasticsearch: connected to {info.get('version', {}).get('number', '?')} "
-            f"(cluster {info.get('cluster_name', '?')})"
-        ]
+        number = check_version(info.body)
+        lines = [f"elasticsearch: connected to {number} (cluster {info.get('cluster_name', '?')})"]
+        note = await check_pipeline(client, cfg)
+        if note:
+            lines.append(note)
         lines.extend(await _check_privileges(client, cfg))
         lines.append(await _template_state(client, cfg))
     except (AuthenticationException, AuthorizationException) as exc:
@@ -342,7 +411,7 @@ def missing_privileges(response: Mapping[str, Any]) -> list[str]:
 
 async def _check_privileges(client: AsyncElasticsearch, cfg: ElasticsearchConfig) -> list[str]:
     response = await client.options(ignore_status=(400, 500)).security.has_privileges(
-        cluster=list(CLUSTER_PRIVILEGES),
+        cluster=[*CLUSTER_PRIVILEGES, *SETUP_PRIVILEGES],
         index=[
             {"names": [cfg.data_stream], "privileges": list(STREAM_PRIVILEGES)},
             {"names": [CURSOR_INDEX], "privileges": list(CURSOR_PRIVILEGES)},
@@ -352,10 +421,16 @@ async def _check_privileges(client: AsyncElasticsearch, cfg: ElasticsearchConfig
         # Security disabled (or unlicensed): every request is allowed, nothing to check.
         return ["elasticsearch: privileges not checked (security is not enabled on this cluster)"]
     missing = missing_privileges(response.body)
-    writer = [m for m in missing if not m.endswith(f" on {CURSOR_INDEX}")]
+    for_setup = [f"cluster privilege {p}" for p in SETUP_PRIVILEGES]
+    writer = [m for m in missing if not m.endswith(f" on {CURSOR_INDEX}") and m not in for_setup]
     if writer:
         raise SinkError(f"the Elasticsearch credentials lack: {', '.join(writer)}")
     lines = ["elasticsearch: privileges ok for writing " + cfg.data_stream]
+    if any(m in for_setup for m in missing):
+        lines.append(
+            "elasticsearch: no manage_index_templates: enough for run and once; `metrics-poller setup` "
+            "needs it (run setup once with other credentials)"
+        )
     if len(missing) > len(writer):
         lines.append(
             f"elasticsearch: no {', '.join(m.split(' on ')[0] for m in missing if m not in writer)} on "
@@ -366,7 +441,10 @@ async def _check_privileges(client: AsyncElasticsearch, cfg: ElasticsearchConfig
 
 async def _template_state(client: AsyncElasticsearch, cfg: ElasticsearchConfig) -> str:
     wanted = templates.build(tsds=cfg.tsds, look_back=cfg.look_back, retention=cfg.retention)
-    installed = await _get_template(client, "index", templates.INDEX_TEMPLATE)
+    try:
+        installed = await _get_template(client, "index", templates.INDEX_TEMPLATE)
+    except AuthorizationException:
+        return "elasticsearch: templates not checked (reading them needs manage_index_templates)"
     if installed is None:
         if await _get_template(client, "index", templates.INTEGRATION_TEMPLATE) is not None:
             return f"elasticsearch: Elastic's {templates.INTEGRATION_TEMPLATE} template governs the stream"
@@ -384,17 +462,18 @@ class Verdict(Enum):
     """What to do with one bulk item."""
 
     CREATED = "created"
+    FAILURE_STORE = "failure_store"  # refused, but kept in the data stream's failure store
     DUPLICATE = "duplicate"
     RETRY = "retry"
     PERMANENT = "permanent"
     FATAL = "fatal"  # credentials or privileges: nothing will work until an operator acts
 
 
-def classify(status: int, error: Mapping[str, Any] | None) -> Verdict:
+def classify(status: int, error: Mapping[str, Any] | None, failure_store: str | None = None) -> Verdict:
     """Pure mapping of one bulk item result to a verdict."""
     kind = error.get("type") if error else None
     if 200 <= status < 300:
-        return Verdict.CREATED
+        return Verdict.FAILURE_STORE if failure_store == "used" else Verdict.CREATED
     if status == 409:
         return Verdict.DUPLICATE if kind == "version_conflict_engine_exception" else Verdict.RETRY
     if status in AUTH_STATUSES and kind == "security_exception":
@@ -444,6 +523,10 @@ def dead_letter_record(document: Document, status: int, error: Mapping[str, Any]
 
 class _Abandon(Exception):
     """The batch cannot succeed by retrying now; its documents stay RETRYABLE."""
+
+
+class _TooLarge(Exception):
+    """413: the request exceeds http.max_content_length; split it."""
 
 
 # The action line of every document without an `_id` (TSDS), and the parts of one with it: orjson writes
@@ -532,6 +615,9 @@ class ElasticsearchSink:
                 items = await self._send(pending, encoded)
             except _Abandon:
                 return
+            except _TooLarge:
+                await self._split(pending, documents, encoded, outcomes)
+                return
             if items is None:
                 continue
             if len(items) != len(pending):
@@ -546,6 +632,22 @@ class ElasticsearchSink:
             self._cfg.retry_attempts,
         )
 
+    async def _split(
+        self, positions: list[int], documents: Sequence[Document], encoded: Sequence[bytes], outcomes: list[Outcome]
+    ) -> None:
+        """After a 413: write each half on its own; a single document that is still too large is rejected."""
+        if len(positions) == 1:
+            position = positions[0]
+            outcomes[position] = Outcome.PERMANENT
+            error = {"type": "request_too_large", "reason": "larger than the cluster's http.max_content_length"}
+            log.warning("document %s rejected (HTTP 413, larger than http.max_content_length)", documents[position].id)
+            await self._write_dead_letters([dead_letter_record(documents[position], 413, error, datetime.now(UTC))])
+            return
+        log.info("bulk request of %d documents too large (HTTP 413); sending it in halves", len(positions))
+        middle = len(positions) // 2
+        for half in (positions[:middle], positions[middle:]):
+            await self._write_batch(half, documents, encoded, outcomes)
+
     async def _send(self, positions: Sequence[int], encoded: Sequence[bytes]) -> list[Any] | None:
         """One bulk request; its items, or None when the whole request should be retried."""
         payload = self._payload(positions, encoded)
@@ -556,11 +658,15 @@ class ElasticsearchSink:
                     operations=cast(Any, payload),
                     index=self._stream,
                     pipeline=self._cfg.pipeline,
-                    filter_path="errors,items.*.status,items.*.error",
+                    # A missing template must never let the first write create a plain index.
+                    require_data_stream=True,
+                    filter_path="errors,items.*.status,items.*.error,items.*.failure_store",
                 )
         except (AuthenticationException, AuthorizationException) as exc:
             raise _auth_error(exc, self._secrets) from None
         except ApiError as exc:
+            if exc.meta.status == 413:
+                raise _TooLarge from None
             if exc.meta.status in RETRY_STATUSES:
                 log.info("bulk request refused, will retry: %s", describe(exc, self._secrets))
                 return None
@@ -581,17 +687,24 @@ class ElasticsearchSink:
         outcomes: list[Outcome],
     ) -> list[int]:
         """Record each item's outcome; return the positions to retry."""
+        results: list[Mapping[str, Any]] = [
+            next(iter(item.values()), {}) if isinstance(item, Mapping) else {} for item in items
+        ]
+        self._stop_if_refused_alike(results)
         retry: list[int] = []
         rejected: list[bytes] = []
         fatal: tuple[int, Mapping[str, Any] | None] | None = None
+        kept_apart = 0
         now = datetime.now(UTC)
-        for position, item in zip(positions, items, strict=True):
-            result: Mapping[str, Any] = next(iter(item.values()), {}) if isinstance(item, Mapping) else {}
+        for position, result in zip(positions, results, strict=True):
             status = int(result.get("status", 0))
             error = result.get("error")
-            verdict = classify(status, error)
+            verdict = classify(status, error, result.get("failure_store"))
             if verdict is Verdict.CREATED:
                 outcomes[position] = Outcome.CREATED
+            elif verdict is Verdict.FAILURE_STORE:
+                outcomes[position] = Outcome.FAILURE_STORE
+                kept_apart += 1
             elif verdict is Verdict.DUPLICATE:
                 outcomes[position] = Outcome.DUPLICATE
             elif verdict is Verdict.RETRY:
@@ -607,6 +720,8 @@ class ElasticsearchSink:
                 )
             else:
                 fatal = (status, error)
+        if kept_apart:
+            log.warning("%d documents refused and kept in the failure store of %s", kept_apart, self._stream)
         if rejected:
             await self._write_dead_letters(rejected)
         if fatal is not None:
@@ -615,6 +730,29 @@ class ElasticsearchSink:
             reason = redact(str((error or {}).get("reason", ""))[:300], self._secrets)
             raise SinkError(f"Elasticsearch refused the write to {self._stream}: HTTP {status} {kind}: {reason}")
         return retry
+
+    def _stop_if_refused_alike(self, results: Sequence[Mapping[str, Any]]) -> None:
+        """Every item of a batch refused for the same permanent reason is the configuration's fault, not
+        the documents': say it once and stop, rather than dead-letter the whole estate."""
+        if len(results) < 2:
+            return
+        first = results[0]
+        error = first.get("error")
+        if classify(int(first.get("status", 0)), error) is not Verdict.PERMANENT or not isinstance(error, Mapping):
+            return
+        if any(r.get("status") != first.get("status") or r.get("error") != error for r in results[1:]):
+            return
+        kind, reason = error.get("type", "unknown"), redact(str(error.get("reason", ""))[:300], self._secrets)
+        hint = ""
+        if "requires a data stream" in reason:
+            hint = " (run `metrics-poller setup` to install the index templates)"
+        elif "pipeline with id" in reason:
+            hint = " (check elasticsearch.pipeline)"
+        # The hint comes before Elasticsearch's reason, which may be long and is cut at the line's end.
+        raise SinkConfigError(
+            f"Elasticsearch refused all {len(results)} documents of a batch alike, so nothing more is "
+            f"written{hint}: HTTP {first.get('status')} {kind}: {reason}"
+        )
 
     async def _write_dead_letters(self, lines: Sequence[bytes]) -> None:
         if self._dead_letter is None:

@@ -1,10 +1,16 @@
 """A loopback imitation of Elasticsearch 8.19 for tests, demos and benchmarks.
 
-It speaks enough of the REST API for the real `elasticsearch` client: templates, data streams created
-from matching index templates, `_bulk` with create semantics (409 on a repeated `_id`), TSDS `_id`
-derivation and time bounds, mapping enforcement from the template's mappings, a small `_search`, and
+It speaks enough of the REST API for the real `elasticsearch` client: templates (validated when they are
+put), data streams created from matching index templates, `_bulk` with create semantics (409 on a
+repeated `_id`), TSDS backing indices with fixed time bounds and `_id` derivation, mapping enforcement
+from the template's mappings, ingest pipeline existence, the failure store, API keys with role
+descriptors and per-request privilege checks, `filter_path`, size limits, a small `_search`, and
 injectable faults. It sends `X-Elastic-Product: Elasticsearch` on every response because the 8.x
-client refuses a product it cannot identify (elastic-compat.md §12).
+client refuses a product it cannot identify (elastic-compat.md §12). docs/elasticsearch-conformance.md
+lists what is modelled, the source of each behaviour, and what is not modelled.
+
+Run it on its own with `python -m metrics_poller.testing.es_server [--host H] [--port N]
+[--api-key-out FILE]`: it prints its URL as the first line and serves until SIGTERM.
 
 Usage::
 
@@ -16,12 +22,15 @@ Usage::
 
 from __future__ import annotations
 
+import argparse
 import base64
 import fnmatch
 import gzip
 import hashlib
 import math
 import os
+import re
+import signal
 import socket
 import sys
 import threading
@@ -37,7 +46,22 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import orjson
 
+from metrics_poller.testing.es_security import (
+    SUPERUSER,
+    Denied,
+    Principal,
+    Realm,
+    deny_cluster,
+    deny_index,
+)
+
 VERSION = "8.19.0"
+# `http.max_content_length` (HttpTransportSettings.SETTING_HTTP_MAX_CONTENT_LENGTH, default 100mb).
+MAX_CONTENT_LENGTH = 100 * 1024 * 1024
+# `index.mapping.total_fields.limit` (MapperService.INDEX_MAPPING_TOTAL_FIELDS_LIMIT_SETTING, default 1000).
+DEFAULT_TOTAL_FIELDS_LIMIT = 1000
+# `index.look_back_time` bounds (DataStreamsPlugin.LOOK_BACK_TIME: default 2h, min 1m, max 7d).
+LOOK_BACK_MIN, LOOK_BACK_MAX = timedelta(minutes=1), timedelta(days=7)
 JSON_TYPE = "application/vnd.elasticsearch+json;compatible-with=8"
 DEFAULT_LOOK_BACK = "2h"
 DEFAULT_LOOK_AHEAD = "30m"
@@ -62,15 +86,26 @@ Json = dict[str, Any]
 class EsError(Exception):
     """An error Elasticsearch would answer with: HTTP status, error type and reason."""
 
-    def __init__(self, status: int, kind: str, reason: str) -> None:
+    def __init__(self, status: int, kind: str, reason: str, caused_by: EsError | None = None) -> None:
         super().__init__(reason)
         self.status = status
         self.kind = kind
         self.reason = reason
+        self.caused_by = caused_by
+
+    def cause(self) -> Json:
+        """The error object of a bulk item or an `error` body."""
+        out: Json = {"type": self.kind, "reason": self.reason}
+        if self.caused_by is not None:
+            out["caused_by"] = self.caused_by.cause()
+        return out
 
     def body(self) -> Json:
-        cause = {"type": self.kind, "reason": self.reason}
-        return {"error": {"root_cause": [cause], **cause}, "status": self.status}
+        root = self
+        while root.caused_by is not None:
+            root = root.caused_by
+        error = {"root_cause": [{"type": root.kind, "reason": root.reason}], **self.cause()}
+        return {"error": error, "status": self.status}
 
 
 # ------------------------------------------------------------------------------------ pure helpers
@@ -85,19 +120,54 @@ def parse_time_value(text: str) -> timedelta:
     raise ValueError(f"failed to parse time value [{text}]")
 
 
+# The default date format `strict_date_optional_time||epoch_millis` (DateFieldMapper.DEFAULT_DATE_TIME_FORMATTER;
+# DateFormatters.STRICT_DATE_OPTIONAL_TIME): a date, optionally `T` and a time, optionally a zone. A space
+# instead of `T` is refused. Epoch milliseconds may come as a number or as a numeric string.
+_STRICT_DATE_OPTIONAL_TIME = re.compile(
+    r"(\d{4})(?:-(\d{2})(?:-(\d{2})(?:T(\d{2})(?::(\d{2})(?::(\d{2})(?:[.,](\d{1,9}))?)?)?"
+    r"(Z|[+-]\d{2}(?::?\d{2})?)?)?)?)?"
+)
+_EPOCH_MILLIS = re.compile(r"-?\d+(?:\.\d+)?")
+
+
 def parse_date(value: Any) -> datetime | None:
-    """An ISO-8601 string or epoch milliseconds → aware datetime; None if it is neither."""
+    """A value of a `date` field with the default format → aware datetime; None if it does not parse."""
     if isinstance(value, bool):
         return None
     if isinstance(value, int | float):
-        return datetime.fromtimestamp(value / 1000, UTC)
-    if not isinstance(value, str) or len(value) < 4:
+        try:
+            return datetime.fromtimestamp(value / 1000, UTC)
+        except (OverflowError, OSError, ValueError):
+            return None
+    if not isinstance(value, str):
         return None
+    match = _STRICT_DATE_OPTIONAL_TIME.fullmatch(value)
+    if match is None:
+        return parse_date(float(value)) if _EPOCH_MILLIS.fullmatch(value) else None
+    year, month, day, hour, minute, second, fraction, zone = match.groups()
     try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        moment = datetime(
+            int(year),
+            int(month or 1),
+            int(day or 1),
+            int(hour or 0),
+            int(minute or 0),
+            int(second or 0),
+            int((fraction or "0")[:6].ljust(6, "0")),
+            tzinfo=UTC,
+        )
     except ValueError:
         return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    if zone and zone != "Z":
+        sign = -1 if zone[0] == "-" else 1
+        digits = zone[1:].replace(":", "")
+        moment -= sign * timedelta(hours=int(digits[:2]), minutes=int(digits[2:4] or 0))
+    return moment
+
+
+def format_instant(moment: datetime) -> str:
+    """An instant as Elasticsearch prints it in messages: `2022-03-15T06:29:36.000Z`."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
 def flatten_settings(settings: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -171,16 +241,26 @@ def _is_number(value: Any) -> bool:
 class Node:
     """One mapped field: an object (`props` set) or a leaf with a type."""
 
-    __slots__ = ("dimension", "fast", "origin", "props", "type", "value")
+    __slots__ = ("dimension", "fast", "fields", "origin", "props", "range", "type", "value")
 
-    def __init__(self, type_: str | None, origin: str, *, dimension: bool = False, value: Any = None) -> None:
+    def __init__(
+        self,
+        type_: str | None,
+        origin: str,
+        *,
+        dimension: bool = False,
+        value: Any = None,
+        fields: dict[str, Node] | None = None,
+    ) -> None:
         self.type = type_
         self.props: dict[str, Node] | None = {} if type_ is None else None
         self.origin = origin  # "explicit", "dynamic_template" or "dynamic"
         self.dimension = dimension
         self.value = value
+        self.fields = fields or {}  # multi-fields, e.g. the `.keyword` of a dynamic string
         # Python types a value may have to be accepted without a closer look.
         self.fast: frozenset[type] | None = _FAST_TYPES.get(type_ or "")
+        self.range = _INTEGRAL_RANGES.get(type_ or "")  # integers must fit the type
 
 
 _FAST_TYPES: dict[str, frozenset[type]] = {
@@ -206,9 +286,21 @@ def compile_properties(properties: Mapping[str, Any], origin: str = "explicit") 
                 origin,
                 dimension=bool(spec.get("time_series_dimension")),
                 value=spec.get("value"),
+                fields={name: Node(sub.get("type"), origin) for name, sub in spec.get("fields", {}).items()},
             )
         out[head] = node
     return out
+
+
+def count_fields(props: Mapping[str, Node]) -> int:
+    """Mapped fields as `index.mapping.total_fields.limit` counts them: objects, leaves and multi-fields
+    (MappingLookup.checkFieldLimit: field mappers + object mappers, metadata fields excluded)."""
+    total = 0
+    for node in props.values():
+        total += 1 + len(node.fields)
+        if node.props is not None:
+            total += count_fields(node.props)
+    return total
 
 
 @dataclass
@@ -219,21 +311,34 @@ class LiveMapping:
     dynamic_templates: list[tuple[str, Json]]
     date_detection: bool = True
     dynamic: Any = True
+    field_limit: int = DEFAULT_TOTAL_FIELDS_LIMIT
+    # `index.mapping.total_fields.ignore_dynamic_beyond_limit`: new dynamic fields past the limit are
+    # left unmapped (kept in `_source`, listed in `_ignored`) instead of failing the document.
+    ignore_beyond_limit: bool = False
+    field_count: int = 0
     # id(properties dict) → shapes (keys, value types) of objects accepted on the fast path.
     _accepted_shapes: dict[int, set[tuple[Any, ...]]] = field(default_factory=dict)
+    _careful: bool = False
 
     @classmethod
-    def from_body(cls, mappings: Mapping[str, Any]) -> LiveMapping:
+    def from_body(cls, mappings: Mapping[str, Any], settings: Mapping[str, Any] | None = None) -> LiveMapping:
         templates = [next(iter(t.items())) for t in mappings.get("dynamic_templates", [])]
+        settings = settings or {}
+        root = compile_properties(mappings.get("properties", {}))
         return cls(
-            compile_properties(mappings.get("properties", {})),
+            root,
             [(name, dict(spec)) for name, spec in templates],
             bool(mappings.get("date_detection", True)),
             mappings.get("dynamic", True),
+            int(settings.get("index.mapping.total_fields.limit", DEFAULT_TOTAL_FIELDS_LIMIT)),
+            str(settings.get("index.mapping.total_fields.ignore_dynamic_beyond_limit", "false")).lower() == "true",
+            count_fields(root),
         )
 
-    def check(self, source: Mapping[str, Any]) -> EsError | None:
-        """Validate a document against the mapping, learning new fields as Elasticsearch does."""
+    def check(self, source: Mapping[str, Any], *, careful: bool = False) -> EsError | None:
+        """Validate a document against the mapping, learning new fields as Elasticsearch does.
+        `careful` skips the accepted-shape shortcut (a value may be out of range for its type)."""
+        self._careful = careful
         try:
             self._walk(source, self.root, "")
         except EsError as exc:
@@ -248,7 +353,7 @@ class LiveMapping:
         accepted = self._accepted_shapes.get(id(props))
         if accepted is None:
             accepted = self._accepted_shapes[id(props)] = set()
-        elif shape in accepted:
+        elif shape in accepted and not self._careful:
             return
         simple = True
         for key, value in source.items():
@@ -259,7 +364,8 @@ class LiveMapping:
                 continue
             fast = node.fast
             if fast is not None:
-                if type(value) in fast:
+                kind = type(value)
+                if kind in fast and (kind is not int or node.range is None or node.range[0] <= value <= node.range[1]):
                     continue
             elif node.props is not None:
                 if type(value) is dict:
@@ -286,7 +392,20 @@ class LiveMapping:
             return
         if value is None:
             return
-        props[key] = self._learn(f"{prefix}{key}", key, value)
+        node = self._learn(f"{prefix}{key}", key, value)
+        added = 1 + len(node.fields)
+        # DocumentParserContext.addDynamicMapper: the limit is checked before a dynamic field is added.
+        if self.field_count + added > self.field_limit:
+            if self.ignore_beyond_limit:
+                return
+            raise EsError(
+                400,
+                "document_parsing_exception",
+                f"[1:1] failed to parse: Limit of total fields [{self.field_limit}] has been exceeded "
+                f"while adding new fields [{added}]",
+            )
+        self.field_count += added
+        props[key] = node
         self._walk({key: value}, props, prefix)
 
     def _learn(self, path: str, name: str, value: Any) -> Node:
@@ -306,8 +425,12 @@ class LiveMapping:
                 type_ = mapping.get("type") or {"string": "keyword", "double": "float"}.get(kind, kind)
                 return Node(type_, "dynamic_template", dimension=bool(mapping.get("time_series_dimension")))
         if kind == "string":
-            detected = self.date_detection and parse_date(sample) is not None and sample[:4].isdigit()
-            return Node("date" if detected else "text", "dynamic")
+            detected = self.date_detection and _STRICT_DATE_OPTIONAL_TIME.fullmatch(sample) is not None
+            if detected:
+                return Node("date", "dynamic")
+            # A new string with no template: `text` with a `keyword` multi-field (ignore_above 256), as
+            # in the docs' "Dynamic field mapping" table.
+            return Node("text", "dynamic", fields={"keyword": Node("keyword", "dynamic")})
         return Node({"double": "float"}.get(kind, kind), "dynamic")
 
     def leaves(self) -> Iterator[tuple[str, Node]]:
@@ -320,6 +443,8 @@ class LiveMapping:
                     stack.append((f"{prefix}{name}.", node.props))
                 else:
                     yield f"{prefix}{name}", node
+                    for sub, child in node.fields.items():
+                        yield f"{prefix}{name}.{sub}", child
 
     def to_body(self) -> Json:
         """The mapping as `GET <index>/_mapping` shows it."""
@@ -340,6 +465,11 @@ def _render(props: Mapping[str, Node]) -> Json:
             spec["time_series_dimension"] = True
         if node.value is not None:
             spec["value"] = node.value
+        if node.fields:
+            spec["fields"] = {
+                sub: {"type": child.type, **({"ignore_above": 256} if child.type == "keyword" else {})}
+                for sub, child in node.fields.items()
+            }
         out[name] = spec
     return out
 
@@ -349,8 +479,10 @@ def _template_matches(spec: Mapping[str, Any], path: str, name: str, kind: str) 
         items = patterns if isinstance(patterns, list) else [patterns]
         return any(fnmatch.fnmatchcase(text, p) for p in items)
 
+    # DynamicTemplate.XContentFieldType: a JSON integer is `long`, a JSON fraction `double`, so
+    # `match_mapping_type: double` matches only floating-point values (DynamicTemplatesTests).
     wanted = spec.get("match_mapping_type", "*")
-    if wanted not in ("*", kind) and not (wanted == "double" and kind == "long"):
+    if wanted not in ("*", kind) and not (isinstance(wanted, list) and kind in wanted):
         return False
     if "path_match" in spec and not any_match(spec["path_match"], path):
         return False
@@ -378,6 +510,16 @@ def _check_leaf(node: Node, path: str, value: Any) -> None:
                 "document_parsing_exception",
                 f"failed to parse field [{path}] of type [{type_}] in document. Preview of field's value: '{value}'",
             )
+        bounds = _INTEGRAL_RANGES.get(type_)
+        if bounds is not None and not bounds[0] <= _exact(value) <= bounds[1]:
+            # NumberFieldMapper.NumberType: "Value [x] is out of range for a long".
+            raise EsError(
+                400,
+                "document_parsing_exception",
+                f"[1:1] failed to parse field [{path}] of type [{type_}] in document. Preview of field's "
+                f"value: '{value}'",
+                EsError(400, "illegal_argument_exception", f"Value [{value}] is out of range for a {type_}"),
+            )
     elif type_ == "constant_keyword":
         text = str(value)
         if node.value is None:
@@ -390,9 +532,38 @@ def _check_leaf(node: Node, path: str, value: Any) -> None:
                 f"in the mappings [{node.value}], but got [{text}]",
             )
     elif type_ == "date" and parse_date(value) is None:
-        raise EsError(400, "document_parsing_exception", f"failed to parse field [{path}] of type [date]: '{value}'")
+        raise EsError(
+            400,
+            "document_parsing_exception",
+            f"[1:1] failed to parse field [{path}] of type [date] in document. Preview of field's value: '{value}'",
+            EsError(
+                400,
+                "illegal_argument_exception",
+                f"failed to parse date field [{value}] with format [strict_date_optional_time||epoch_millis]",
+            ),
+        )
     elif type_ == "boolean" and value not in (True, False, "true", "false"):
         raise EsError(400, "document_parsing_exception", f"failed to parse field [{path}] of type [boolean]")
+
+
+_INTEGRAL_RANGES: dict[str, tuple[int, int]] = {
+    "long": (-(2**63), 2**63 - 1),
+    "integer": (-(2**31), 2**31 - 1),
+    "short": (-(2**15), 2**15 - 1),
+    "byte": (-128, 127),
+    "unsigned_long": (0, 2**64 - 1),
+}
+
+
+_LONG_DIGITS = re.compile(rb"\d{19}")
+
+
+def _exact(value: Any) -> int | float:
+    """A number without float rounding when it is integral (2**63 must not round down to fit a long)."""
+    if isinstance(value, int):
+        return value
+    text = str(value)
+    return int(text) if re.fullmatch(r"-?\d+", text) else float(text)
 
 
 # ----------------------------------------------------------------------------------- search queries
@@ -507,15 +678,21 @@ class Index:
         for doc_id, raw in self.docs.items():
             yield doc_id, orjson.loads(raw)
 
+    # `index.time_series.start_time` / `end_time` of a TSDS backing index: `[start, end)`.
+    start: datetime | None = None
+    end: datetime | None = None
+
     @property
     def time_series(self) -> bool:
         return self.settings.get("index.mode") == "time_series"
 
-    def bounds(self) -> tuple[datetime, datetime]:
-        """Writable `@timestamp` range; the end follows the clock, as ES bumps the write index."""
-        look_back = parse_time_value(str(self.settings.get("index.look_back_time", DEFAULT_LOOK_BACK)))
-        look_ahead = parse_time_value(str(self.settings.get("index.look_ahead_time", DEFAULT_LOOK_AHEAD)))
-        return self.created - look_back, max(self.created, datetime.now(UTC)) + look_ahead
+    @property
+    def look_back(self) -> timedelta:
+        return parse_time_value(str(self.settings.get("index.look_back_time", DEFAULT_LOOK_BACK)))
+
+    @property
+    def look_ahead(self) -> timedelta:
+        return parse_time_value(str(self.settings.get("index.look_ahead_time", DEFAULT_LOOK_AHEAD)))
 
 
 @dataclass
@@ -524,10 +701,19 @@ class DataStream:
     template: str
     indices: list[Index]
     lifecycle: Json | None = None
+    failure_store: bool = False
+    failure_indices: list[Index] = field(default_factory=list)
 
     @property
     def write_index(self) -> Index:
         return self.indices[-1]
+
+
+@dataclass(frozen=True)
+class BulkOptions:
+    pipeline: str | None
+    require_data_stream: bool
+    principal: Principal | None  # None: security off
 
 
 @dataclass
@@ -574,23 +760,243 @@ def _tsdb_id(index: Index, source: Mapping[str, Any]) -> str | EsError:
     return base64.urlsafe_b64encode(digest[:15]).decode()
 
 
+# ------------------------------------------------------------------------------------ PUT validation
+
+# Body fields the parsers accept; anything else is `x_content_parse_exception` "[l:c] [name] unknown
+# field [x]" (ComposableIndexTemplate.PARSER, ComponentTemplate.PARSER, Template.PARSER).
+INDEX_TEMPLATE_FIELDS = frozenset(
+    {
+        "index_patterns",
+        "template",
+        "composed_of",
+        "priority",
+        "version",
+        "_meta",
+        "data_stream",
+        "allow_auto_create",
+        "ignore_missing_component_templates",
+        "deprecated",
+    }
+)
+COMPONENT_TEMPLATE_FIELDS = frozenset({"template", "version", "_meta", "deprecated"})
+TEMPLATE_FIELDS = frozenset({"settings", "mappings", "aliases", "lifecycle", "data_stream_options"})
+# Index settings the server knows (IndexScopedSettings.BUILT_IN_INDEX_SETTINGS plus the data-streams and
+# mapper settings a metrics template uses). Anything else is "unknown setting [x] …" (AbstractScopedSettings).
+KNOWN_SETTINGS = frozenset(
+    {
+        "index.number_of_shards",
+        "index.number_of_replicas",
+        "index.auto_expand_replicas",
+        "index.codec",
+        "index.mode",
+        "index.routing_path",
+        "index.look_back_time",
+        "index.look_ahead_time",
+        "index.refresh_interval",
+        "index.hidden",
+        "index.default_pipeline",
+        "index.final_pipeline",
+        "index.mapping.total_fields.limit",
+        "index.mapping.total_fields.ignore_dynamic_beyond_limit",
+        "index.mapping.depth.limit",
+        "index.mapping.nested_fields.limit",
+        "index.mapping.ignore_malformed",
+        "index.mapping.dimension_fields.limit",
+        "index.mapping.source.mode",
+        "index.max_result_window",
+        "index.priority",
+        "index.time_series.start_time",
+        "index.time_series.end_time",
+    }
+)
+KNOWN_SETTING_PREFIXES = (
+    "index.sort.",
+    "index.lifecycle.",
+    "index.routing.allocation.",
+    "index.analysis.",
+    "index.blocks.",
+    "index.merge.",
+    "index.translog.",
+    "index.query.",
+    "index.search.slowlog.",
+    "index.indexing.slowlog.",
+)
+FIELD_TYPES = frozenset(
+    {
+        "keyword",
+        "constant_keyword",
+        "wildcard",
+        "text",
+        "match_only_text",
+        "long",
+        "integer",
+        "short",
+        "byte",
+        "double",
+        "float",
+        "half_float",
+        "scaled_float",
+        "unsigned_long",
+        "date",
+        "date_nanos",
+        "boolean",
+        "object",
+        "nested",
+        "flattened",
+        "ip",
+        "geo_point",
+        "alias",
+        "histogram",
+        "aggregate_metric_double",
+        "version",
+        "binary",
+    }
+)
+ROUTING_PATH_RULE = (
+    "All fields that match routing_path must be configured with [time_series_dimension: true] or flattened "
+    "fields with a list of dimensions in [time_series_dimensions] and without the [script] parameter."
+)
+
+
+def check_body_fields(body: Mapping[str, Any], allowed: frozenset[str], parser: str, raw: bytes) -> None:
+    """Unknown top-level fields of a request body fail as the real parser fails."""
+    for key in body:
+        if key not in allowed:
+            column = raw.find(orjson.dumps(key)) + 1
+            raise EsError(400, "x_content_parse_exception", f"[1:{max(column, 1)}] [{parser}] unknown field [{key}]")
+
+
+def validate_settings(flat: Mapping[str, Any]) -> None:
+    """Unknown index settings and out-of-range values (IndexScopedSettings.validate)."""
+    for key in flat:
+        if key not in KNOWN_SETTINGS and not key.startswith(KNOWN_SETTING_PREFIXES):
+            raise EsError(
+                400,
+                "illegal_argument_exception",
+                f"unknown setting [{key}] please check that any required plugins are installed, or check the "
+                "breaking changes documentation for removed settings",
+            )
+    if "index.look_back_time" in flat:
+        text = str(flat["index.look_back_time"])
+        try:
+            look_back = parse_time_value(text)
+        except ValueError:
+            raise EsError(
+                400, "illegal_argument_exception", f"failed to parse setting [index.look_back_time] with value [{text}]"
+            ) from None
+        # DataStreamsPlugin.LOOK_BACK_TIME, tested by TSDBIndexingIT/LookBackTimeTests: 1m ≤ value ≤ 7d.
+        for op, shown, wrong in ((">=", "1m", look_back < LOOK_BACK_MIN), ("<=", "7d", look_back > LOOK_BACK_MAX)):
+            if wrong:
+                raise EsError(
+                    400,
+                    "illegal_argument_exception",
+                    f"failed to parse value [{text}] for setting [index.look_back_time], must be {op} [{shown}]",
+                )
+    limit = flat.get("index.mapping.total_fields.limit")
+    if limit is not None and not (str(limit).isdigit()):
+        raise EsError(
+            400,
+            "illegal_argument_exception",
+            f"Failed to parse value [{limit}] for setting [index.mapping.total_fields.limit] must be >= 0",
+        )
+    flag = flat.get("index.mapping.total_fields.ignore_dynamic_beyond_limit")
+    if flag is not None and str(flag).lower() not in ("true", "false"):
+        raise EsError(
+            400,
+            "illegal_argument_exception",
+            f"Failed to parse value [{flag}] as only [true] or [false] are allowed.",
+        )
+
+
+def validate_mappings(mappings: Mapping[str, Any]) -> None:
+    """Field parameters a mapper refuses at PUT time (KeywordFieldMapper, TypeParsers)."""
+    for path, spec in _explicit_fields(mappings.get("properties", {})):
+        type_ = spec.get("type", "object")
+        if type_ not in FIELD_TYPES:
+            raise _mapping_error(f"No handler for type [{type_}] declared on field [{path.rsplit('.', 1)[-1]}]")
+        # KeywordFieldMapperTests.testDimensionAndIgnoreAbove.
+        if spec.get("time_series_dimension") and "ignore_above" in spec:
+            raise _mapping_error("Field [ignore_above] cannot be set in conjunction with field [time_series_dimension]")
+
+
+def validate_time_series(mappings: Mapping[str, Any], flat: Mapping[str, Any]) -> None:
+    """Every explicitly mapped field a `routing_path` pattern matches must be a dimension
+    (DocumentMapper.validate → MappedFieldType.validateMatchedRoutingPath; TimeSeriesModeTests)."""
+    if flat.get("index.mode") != "time_series":
+        return
+    patterns = _listify(flat.get("index.routing_path"))
+    for path, spec in _explicit_fields(mappings.get("properties", {}), objects=True):
+        if not any(fnmatch.fnmatchcase(path, p) for p in patterns):
+            continue
+        if "properties" in spec or spec.get("type", "object") == "object":
+            if path in patterns:
+                raise EsError(400, "illegal_argument_exception", f"{ROUTING_PATH_RULE} [{path}] was [object].")
+            continue
+        if not spec.get("time_series_dimension"):
+            raise EsError(400, "illegal_argument_exception", f"{ROUTING_PATH_RULE} [{path}] was not a dimension.")
+
+
+def _explicit_fields(
+    properties: Mapping[str, Any], prefix: str = "", *, objects: bool = False
+) -> Iterator[tuple[str, Mapping[str, Any]]]:
+    for name, spec in properties.items():
+        path = f"{prefix}{name}"
+        if "properties" in spec:
+            if objects:
+                yield path, spec
+            yield from _explicit_fields(spec["properties"], f"{path}.", objects=objects)
+        else:
+            yield path, spec
+
+
+def _check_field_total(mappings: Mapping[str, Any], flat: Mapping[str, Any]) -> None:
+    limit = int(flat.get("index.mapping.total_fields.limit", DEFAULT_TOTAL_FIELDS_LIMIT))
+    if count_fields(compile_properties(mappings.get("properties", {}))) > limit:
+        raise EsError(400, "illegal_argument_exception", f"Limit of total fields [{limit}] has been exceeded")
+
+
+def _mapping_error(reason: str) -> EsError:
+    return EsError(
+        400,
+        "mapper_parsing_exception",
+        f"Failed to parse mapping: {reason}",
+        EsError(400, "illegal_argument_exception", reason),
+    )
+
+
 # ------------------------------------------------------------------------------------------ the store
 
 
 class Store:
     """Cluster state and the API operations, independent of HTTP (every method runs under `lock`)."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], datetime] | None = None) -> None:
         self.lock = threading.RLock()
+        self.clock: Callable[[], datetime] = clock or (lambda: datetime.now(UTC))
         self.index_templates: dict[str, Json] = {}
         self.component_templates: dict[str, Json] = {}
         self.indices: dict[str, Index] = {}
         self.data_streams: dict[str, DataStream] = {}
+        self.pipelines: dict[str, Json] = {}
+        # `data_streams.failure_store.enabled`: name patterns of data streams whose failure store is on.
+        self.failure_store_patterns: list[str] = []
         self.faults: list[Fault] = []
 
     # ---- templates
 
-    def put_index_template(self, name: str, body: Json) -> Json:
+    def put_component_template(self, name: str, body: Json, raw: bytes = b"") -> Json:
+        check_body_fields(body, COMPONENT_TEMPLATE_FIELDS, "component_template", raw)
+        template = body.get("template", {})
+        check_body_fields(template, TEMPLATE_FIELDS, "template", raw)
+        # MetadataIndexTemplateService.addComponentTemplate validates a component on its own.
+        validate_settings(flatten_settings(template.get("settings", {})))
+        validate_mappings(template.get("mappings", {}))
+        self.component_templates[name] = body
+        return {"acknowledged": True}
+
+    def put_index_template(self, name: str, body: Json, raw: bytes = b"") -> Json:
+        check_body_fields(body, INDEX_TEMPLATE_FIELDS, "index_template", raw)
+        check_body_fields(body.get("template", {}), TEMPLATE_FIELDS, "template", raw)
         patterns = _listify(body.get("index_patterns"))
         if not patterns:
             raise EsError(400, "action_request_validation_exception", "index patterns are missing")
@@ -609,9 +1015,8 @@ class Store:
                     f"templates [{other_name}] that have the same priority [{priority}]",
                 )
         ignored = set(_listify(body.get("ignore_missing_component_templates")))
-        missing = [
-            c for c in _listify(body.get("composed_of")) if c not in self.component_templates and c not in ignored
-        ]
+        components = _listify(body.get("composed_of"))
+        missing = [c for c in components if c not in self.component_templates and c not in ignored]
         if missing:
             raise EsError(
                 400,
@@ -619,8 +1024,25 @@ class Store:
                 f"index_template [{name}] invalid, cause [index template [{name}] specifies component "
                 f"templates {missing} that do not exist]",
             )
+        mappings, settings, _ = self.compose(body)
+        validate_settings(settings)
+        try:
+            # MetadataIndexTemplateService.validateIndexTemplateV2: the composed template must make a valid index.
+            validate_mappings(mappings)
+            validate_time_series(mappings, settings)
+            _check_field_total(mappings, settings)
+        except EsError as exc:
+            raise EsError(
+                400,
+                "illegal_argument_exception",
+                f"composable template [{name}] template after composition "
+                + (f"with component templates [{', '.join(components)}] " if components else "")
+                + "is invalid",
+                exc,
+            ) from None
         self.index_templates[name] = body
         return {"acknowledged": True}
+
 
     def get_templates(self, kind: str, name: str | None) -> Json:
         store = self.index_templates if kind == "index" else self.component_templates
@@ -684,20 +1106,52 @@ class Store:
             )
         tname, body = found
         mappings, settings, lifecycle = self.compose(body)
-        index = Index(_ds_backing_name(name, 1), LiveMapping.from_body(mappings), settings, data_stream=name)
+        index = Index(
+            _ds_backing_name(name, 1), LiveMapping.from_body(mappings, settings), settings, data_stream=name
+        )
+        if index.time_series:
+            # DataStreamIndexSettingsProvider: the first backing index covers [now - look_back, now + look_ahead).
+            now = self.clock()
+            index.start, index.end = now - index.look_back, now + index.look_ahead
         self.indices[index.name] = index
-        stream = DataStream(name, tname, [index], lifecycle)
+        stream = DataStream(name, tname, [index], lifecycle, self._failure_store_enabled(name, body))
         self.data_streams[name] = stream
         return stream
+
+    def _failure_store_enabled(self, name: str, body: Mapping[str, Any]) -> bool:
+        """Failure store on for a new stream: the template's `data_stream_options` (9.1, "Failure store"
+        docs) or the cluster setting `data_streams.failure_store.enabled` naming it."""
+        enabled = False
+        parts = [self.component_templates.get(c, {}).get("template", {}) for c in _listify(body.get("composed_of"))]
+        for part in [*parts, body.get("template", {})]:
+            option = part.get("data_stream_options", {}).get("failure_store", {}).get("enabled")
+            if option is not None:
+                enabled = bool(option)
+        return enabled or any(fnmatch.fnmatchcase(name, p) for p in self.failure_store_patterns)
 
     def rollover(self, name: str) -> Json:
         stream = self._stream(name)
         old = stream.write_index
         mappings, settings, _ = self.compose(self.index_templates[stream.template])
-        index = Index(_ds_backing_name(name, len(stream.indices) + 1), LiveMapping.from_body(mappings), settings, name)
+        index = Index(
+            _ds_backing_name(name, len(stream.indices) + 1), LiveMapping.from_body(mappings, settings), settings, name
+        )
+        if index.time_series:
+            # The old write index keeps its (last bumped) end; the new one starts there
+            # (DataStreamIndexSettingsProvider, TSDBIndexingIT.testTsdbTemplatesNoKeywordFieldType's rollovers).
+            now = self.clock()
+            self._bump(old, now)
+            index.start = old.end or (now - index.look_back)
+            index.end = max(now, index.start) + index.look_ahead
         self.indices[index.name] = index
         stream.indices.append(index)
         return {"acknowledged": True, "old_index": old.name, "new_index": index.name, "rolled_over": True}
+
+    @staticmethod
+    def _bump(index: Index, now: datetime) -> None:
+        # UpdateTimeSeriesRangeService moves the write index's end_time forward to now + look_ahead.
+        if index.end is not None:
+            index.end = max(index.end, now + index.look_ahead)
 
     def create_index(self, name: str, body: Mapping[str, Any]) -> Index:
         if name in self.indices or name in self.data_streams:
@@ -716,7 +1170,9 @@ class Store:
             mappings, settings, _ = self.compose(found[1])
         mappings = deep_merge(mappings, body.get("mappings", {}))
         settings.update(flatten_settings(body.get("settings", {})))
-        index = Index(name, LiveMapping.from_body(mappings), settings)
+        validate_settings(settings)
+        validate_mappings(mappings)
+        index = Index(name, LiveMapping.from_body(mappings, settings), settings)
         self.indices[name] = index
         return index
 
@@ -801,10 +1257,19 @@ class Store:
                 return fault
         return None
 
-    def bulk(self, body: bytes, default_index: str | None) -> Json:
+    def bulk(
+        self,
+        body: bytes,
+        default_index: str | None,
+        params: Mapping[str, str] | None = None,
+        principal: Principal | None = None,
+    ) -> Json:
         started = time.perf_counter()
         if body and not body.endswith(b"\n"):
             raise EsError(400, "illegal_argument_exception", "The bulk request must be terminated by a newline [\\n]")
+        options = BulkOptions(
+            (params or {}).get("pipeline"), (params or {}).get("require_data_stream") == "true", principal
+        )
         lines = body.split(b"\n")
         items: list[Json] = []
         errors = False
@@ -823,13 +1288,19 @@ class Store:
                 ) from None
             raw_source = lines[position + 1] if op != "delete" else b""
             position += 1 if op == "delete" else 2
-            item = self._bulk_item(op, meta, raw_source, default_index, raw_action)
+            item = self._bulk_item(op, meta, raw_source, default_index, raw_action, options)
             errors = errors or "error" in item[op]
             items.append(item)
         return {"took": int((time.perf_counter() - started) * 1000), "errors": errors, "items": items}
 
     def _bulk_item(
-        self, op: str, meta: Mapping[str, Any], raw: bytes, default_index: str | None, raw_action: bytes
+        self,
+        op: str,
+        meta: Mapping[str, Any],
+        raw: bytes,
+        default_index: str | None,
+        raw_action: bytes,
+        options: BulkOptions,
     ) -> Json:
         target = meta.get("_index") or default_index
         result: Json = {"_index": target, "_id": meta.get("_id")}
@@ -842,14 +1313,100 @@ class Store:
                 raise EsError(status, ERROR_TYPES[status], f"injected {fault.kind}")
             if op not in ("create", "index"):
                 raise EsError(400, "illegal_argument_exception", f"the test server does not support [{op}]")
+            self._authorize_item(op, target, options.principal)
+            self._check_auto_create(target, options.require_data_stream)
             try:
-                source = orjson.loads(raw)
-            except orjson.JSONDecodeError as exc:
-                raise EsError(400, "document_parsing_exception", f"failed to parse: {exc}") from None
-            result.update(self._store(op, meta.get("_id"), target, source, raw))
+                self._check_pipelines(target, options.pipeline)
+                try:
+                    source = orjson.loads(raw)
+                except orjson.JSONDecodeError as exc:
+                    raise EsError(400, "document_parsing_exception", f"failed to parse: {exc}") from None
+                result.update(self._store(op, meta.get("_id"), target, source, raw))
+            except EsError as exc:
+                redirected = self._to_failure_store(target, exc, raw, meta.get("_id"))
+                if redirected is None:
+                    raise
+                result.update(redirected)
         except EsError as exc:
-            result.update({"status": exc.status, "error": {"type": exc.kind, "reason": exc.reason}})
+            result.update({"status": exc.status, "error": exc.cause()})
         return {op: result}
+
+    def _authorize_item(self, op: str, target: str, principal: Principal | None) -> None:
+        """Per-item privileges (AuthorizationService.authorizeBulkItems): creating a missing index or data
+        stream needs `indices:admin/auto_create`, writing needs the op type's write action."""
+        if principal is None:
+            return
+        exists = target in self.data_streams or target in self.indices
+        if not exists and not principal.role.allows_index("indices:admin/auto_create", target):
+            denied = deny_index(principal, "indices:admin/auto_create", [target])
+            raise EsError(403, "security_exception", denied.reason)
+        action = f"indices:data/write/index:op_type/{op}"
+        if not principal.role.allows_index(action, target):
+            denied = deny_index(principal, action, [target], shown="indices:data/write/bulk[s]")
+            raise EsError(403, "security_exception", denied.reason)
+
+    def _check_auto_create(self, target: str, require_data_stream: bool) -> None:
+        if not require_data_stream or target in self.data_streams:
+            return
+        found = self.matching_template(target)
+        if target in self.indices or found is None or found[1].get("data_stream") is None:
+            # MetadataCreateIndexService / AutoCreateAction with `require_data_stream=true`
+            # (RequireDataStreamIT, docs "Bulk API": require_data_stream).
+            raise EsError(
+                404,
+                "index_not_found_exception",
+                f"no such index [{target}] and the index creation request requires a data stream, but no "
+                "matching index template with data stream template was found for it",
+            )
+
+    def _check_pipelines(self, target: str, requested: str | None) -> None:
+        """The request's `pipeline` (else the index's `default_pipeline`) and `final_pipeline` must exist
+        (IngestService.executePipelines: "pipeline with id [x] does not exist"; `_none` means none)."""
+        settings = self._settings_of(target)
+        wanted = [requested if requested is not None else settings.get("index.default_pipeline")]
+        wanted.append(settings.get("index.final_pipeline"))
+        for pipeline in wanted:
+            if pipeline and pipeline != "_none" and pipeline not in self.pipelines:
+                raise EsError(400, "illegal_argument_exception", f"pipeline with id [{pipeline}] does not exist")
+
+    def _settings_of(self, target: str) -> Mapping[str, Any]:
+        if target in self.data_streams:
+            return self.data_streams[target].write_index.settings
+        if target in self.indices:
+            return self.indices[target].settings
+        found = self.matching_template(target)
+        return self.compose(found[1])[1] if found is not None else {}
+
+    def _to_failure_store(self, target: str, error: EsError, raw: bytes, doc_id: str | None) -> Json | None:
+        """A document a data stream with its failure store on cannot take is stored there instead, and the
+        item succeeds with `"failure_store":"used"` (docs "Failure store"; BulkItemResponse.FailureStoreStatus).
+        Only document and ingest failures are redirected: not conflicts, rejections or security."""
+        stream = self.data_streams.get(target)
+        if stream is None or not stream.failure_store or error.status != 400:
+            return None
+        if not stream.failure_indices:
+            name = f".fs-{target}-{self.clock():%Y.%m.%d}-{1:06d}"
+            stream.failure_indices.append(Index(name, LiveMapping.from_body({"dynamic": False}), {}, data_stream=None))
+        index = stream.failure_indices[-1]
+        failure_id = _generated_id()
+        record = {
+            "@timestamp": format_instant(self.clock()),
+            "document": {"id": doc_id, "index": target, "source": orjson.Fragment(raw or b"null")},
+            "error": {"type": error.kind, "message": error.reason},
+        }
+        index.docs[failure_id] = orjson.dumps(record)
+        index.versions[failure_id] = 1
+        return {
+            "_index": index.name,
+            "_id": failure_id,
+            "_version": 1,
+            "result": "created",
+            "_shards": {"total": 1, "successful": 1, "failed": 0},
+            "_seq_no": len(index.docs) - 1,
+            "_primary_term": 1,
+            "status": 201,
+            "failure_store": "used",
+        }
 
     def _target(self, name: str) -> Index:
         if name in self.data_streams:
@@ -875,11 +1432,14 @@ class Store:
             moment = parse_date(lookup(source, "@timestamp"))
             if moment is None:
                 raise EsError(400, "document_parsing_exception", "data stream timestamp field [@timestamp] is missing")
-        error = index.mapping.check(source)
+            if index.time_series:
+                index = self._tsdb_index(self.data_streams[index.data_stream], moment)
+        # Only a 19-digit run can hold an integer beyond a long; other documents may take the shortcut.
+        error = index.mapping.check(source, careful=_LONG_DIGITS.search(raw) is not None)
         if error is not None:
             raise error
         if index.time_series:
-            doc_id = self._tsdb_checks(index, doc_id, source)
+            doc_id = self._tsdb_id_checks(index, doc_id, source)
         doc_id = doc_id or _generated_id()
         exists = doc_id in index.docs
         if exists and op == "create":
@@ -901,17 +1461,26 @@ class Store:
             "_primary_term": 1,
         }
 
-    def _tsdb_checks(self, index: Index, doc_id: str | None, source: Json) -> str:
-        start, end = index.bounds()
-        moment = parse_date(lookup(source, "@timestamp"))
-        assert moment is not None
-        if not start <= moment < end:
-            raise EsError(
-                400,
-                "illegal_argument_exception",
-                f"the document timestamp [{moment.isoformat()}] is outside of ranges of currently writable "
-                f"indices [[{start.isoformat()},{end.isoformat()}]]",
-            )
+    def _tsdb_index(self, stream: DataStream, moment: datetime) -> Index:
+        """The backing index whose `[start, end)` covers `moment` (DataStream.selectTimeSeriesWriteIndex;
+        DataStreamTests.testGetIndexModeTimeSeriesWriteIndex)."""
+        self._bump(stream.write_index, self.clock())
+        for index in reversed(stream.indices):
+            if index.start is not None and index.end is not None and index.start <= moment < index.end:
+                return index
+        ranges = "".join(
+            f"[{format_instant(i.start)},{format_instant(i.end)}]"
+            for i in stream.indices
+            if i.start is not None and i.end is not None
+        )
+        raise EsError(
+            400,
+            "illegal_argument_exception",
+            f"the document timestamp [{format_instant(moment)}] is outside of ranges of currently writable "
+            f"indices [{ranges}]",
+        )
+
+    def _tsdb_id_checks(self, index: Index, doc_id: str | None, source: Json) -> str:
         derived = _tsdb_id(index, source)
         if isinstance(derived, EsError):
             raise derived
@@ -1047,7 +1616,13 @@ class _Handler(BaseHTTPRequestHandler):
         body = self._read_body()
         parts = [unquote(p) for p in url.path.split("/") if p]
         owner._record(method, url.path, params, {k.lower(): v for k, v in self.headers.items()}, parts)
-        if not owner._authorized(self.headers.get("Authorization")):
+        if len(body) > owner.max_content_length:
+            # `http.max_content_length` (HttpTransportSettings; docs "HTTP settings"): the HTTP layer answers
+            # 413 with no body before any handler runs (Netty4HttpAggregator.handleOversizedMessage).
+            self._send_empty(413)
+            return
+        principal = owner.realm.authenticate(self.headers.get("Authorization"))
+        if owner.realm.enabled and principal is None:
             error = EsError(
                 401, "security_exception", f"missing authentication credentials for REST request [{url.path}]"
             )
@@ -1075,9 +1650,11 @@ class _Handler(BaseHTTPRequestHandler):
             delay = fault.delay if fault is not None else 0.0
         with owner._in_flight(parts):
             try:
-                status, payload = owner._route(method, parts, params, body)
+                status, payload = owner._route(method, parts, params, body, principal)
             except EsError as exc:
                 status, payload = exc.status, exc.body()
+            if params.get("filter_path") and isinstance(payload, dict):
+                payload = filter_response(payload, params["filter_path"])
             if delay:
                 time.sleep(delay)  # the request was applied; only the answer is late, as with a real timeout
         try:
@@ -1091,6 +1668,11 @@ class _Handler(BaseHTTPRequestHandler):
         if self.headers.get("Content-Encoding", "").lower() == "gzip" and data:
             data = gzip.decompress(data)
         return data
+
+    def _send_empty(self, status: int) -> None:
+        self.send_response(status)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
 
     def _send(self, status: int, payload: Any, headers: Mapping[str, str] | None = None, *, head: bool = False) -> None:
         data = b"" if head else orjson.dumps(payload)
@@ -1120,8 +1702,10 @@ class _HttpServer(ThreadingHTTPServer):
 
 
 class ElasticsearchServer:
-    """The test server. Optional `api_key`, `username`/`password` or `bearer` turn on credential checks
-    (any one configured credential is accepted; anything else gets 401)."""
+    """The test server. Optional `api_key`, `username`/`password` or `bearer` turn security on: each is a
+    superuser credential, `create_api_key` adds keys limited by role descriptors, anything else gets 401.
+    `version` is what `GET /` reports; `max_content_length` is `http.max_content_length`; `clock` moves
+    the time TSDS bounds follow."""
 
     def __init__(
         self,
@@ -1132,30 +1716,43 @@ class ElasticsearchServer:
         bearer: str | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
+        version: str = VERSION,
+        max_content_length: int = MAX_CONTENT_LENGTH,
+        clock: Callable[[], datetime] | None = None,
     ) -> None:
-        self.store = Store()
+        self.store = Store(clock)
+        self.version = version
+        self.max_content_length = max_content_length
         self.requests: Counter[str] = Counter()
         self.recent: deque[RequestRecord] = deque(maxlen=500)
         self.max_bulk_in_flight = 0  # most `_bulk` requests seen in progress at once
-        self.denied_privileges: set[str] = set()  # what `_has_privileges` reports as missing
+        self.denied_privileges: set[str] = set()  # also reported missing by `_has_privileges`
         self._bulk_in_flight = 0
-        self._accepted = self._credentials(api_key, username, password, bearer)
+        self.realm = self._realm(api_key, username, password, bearer)
         self._httpd = _HttpServer((host, port), _Handler)
         self._httpd.owner = self
         self._thread: threading.Thread | None = None
 
     @staticmethod
-    def _credentials(api_key: str | None, username: str | None, password: str | None, bearer: str | None) -> set[str]:
-        accepted = set()
+    def _realm(api_key: str | None, username: str | None, password: str | None, bearer: str | None) -> Realm:
+        realm = Realm()
         if api_key:
             # The client sends a tuple key as base64("id:key"), a string key as given.
             encoded = base64.b64encode(api_key.encode()).decode() if ":" in api_key else api_key
-            accepted.add(f"ApiKey {encoded}")
+            realm.add(f"ApiKey {encoded}", Principal("elastic", SUPERUSER, key_id="superuser-key"))
         if username is not None:
-            accepted.add("Basic " + base64.b64encode(f"{username}:{password or ''}".encode()).decode())
+            header = "Basic " + base64.b64encode(f"{username}:{password or ''}".encode()).decode()
+            realm.add(header, Principal(username, SUPERUSER))
         if bearer:
-            accepted.add(f"Bearer {bearer}")
-        return accepted
+            realm.add(f"Bearer {bearer}", Principal("service", SUPERUSER))
+        return realm
+
+    def create_api_key(self, name: str, role_descriptors: Mapping[str, Any] | None = None) -> str:
+        """A new API key (encoded, as `elasticsearch.api_key` takes it) limited to `role_descriptors`;
+        turns security on if it was off."""
+        with self.store.lock:
+            _, _, encoded = self.realm.create_api_key(Principal("elastic", SUPERUSER), name, role_descriptors)
+        return encoded
 
     @property
     def url(self) -> str:
@@ -1244,23 +1841,56 @@ class ElasticsearchServer:
             self.requests[f"{method} {_api_name(parts)}"] += 1
             self.recent.append(RequestRecord(method, path, dict(params), headers))
 
-    def _has_privileges(self, body: Json) -> tuple[int, Any]:
-        if not self._accepted:
+    def _has_privileges(self, body: Json, principal: Principal | None) -> tuple[int, Any]:
+        """`GET _security/user/_has_privileges` (docs "Has privileges API"), answered from the caller's role."""
+        if principal is None:
             raise EsError(500, "security_exception", "Security must be explicitly enabled")
-        cluster = {name: name not in self.denied_privileges for name in body.get("cluster", [])}
+        role = principal.role
+        cluster = {
+            name: role.has_cluster_privilege(name) and name not in self.denied_privileges
+            for name in body.get("cluster", [])
+        }
         index = {
-            name: {p: p not in self.denied_privileges for p in entry.get("privileges", [])}
+            name: {
+                p: role.has_index_privilege(p, name) and p not in self.denied_privileges
+                for p in entry.get("privileges", [])
+            }
             for entry in body.get("index", [])
             for name in entry.get("names", [])
         }
         granted = all(cluster.values()) and all(all(v.values()) for v in index.values())
         return 200, {
-            "username": "test",
+            "username": principal.username,
             "has_all_requested": granted,
             "cluster": cluster,
             "index": index,
             "application": {},
         }
+
+    def _pipelines(self, method: str, name: str | None, body: Json) -> tuple[int, Any]:
+        """`_ingest/pipeline[/<id>]`. A missing id answers 404 with `{}` (RestGetPipelineAction).
+        Processors are stored, never run: documents pass through unchanged."""
+        pipelines = self.store.pipelines
+        if method == "PUT" and name:
+            if not isinstance(body.get("processors"), list):
+                raise EsError(400, "parse_exception", "[processors] required property is missing")
+            pipelines[name] = body
+            return 200, {"acknowledged": True}
+        if method == "DELETE" and name:
+            if pipelines.pop(name, None) is None:
+                raise EsError(404, "resource_not_found_exception", f"pipeline [{name}] is missing")
+            return 200, {"acknowledged": True}
+        names = [n for n in pipelines if name is None or any(fnmatch.fnmatchcase(n, p) for p in name.split(","))]
+        if name is not None and not names:
+            return 404, {}
+        return 200, {n: pipelines[n] for n in names}
+
+    def failure_documents(self, stream: str) -> list[Json]:
+        """Documents in a data stream's failure store."""
+        with self.store.lock:
+            found = self.store.data_streams.get(stream)
+            indices = found.failure_indices if found is not None else []
+            return [{"_id": i, "_index": index.name, "_source": s} for index in indices for i, s in index.sources()]
 
     @contextmanager
     def _in_flight(self, parts: Sequence[str]) -> Iterator[None]:
@@ -1276,38 +1906,62 @@ class ElasticsearchServer:
                 with self.store.lock:
                     self._bulk_in_flight -= 1
 
-    def _authorized(self, header: str | None) -> bool:
-        return not self._accepted or header in self._accepted
-
-    def _route(self, method: str, parts: list[str], params: Mapping[str, str], raw: bytes) -> tuple[int, Any]:
+    def _route(
+        self, method: str, parts: list[str], params: Mapping[str, str], raw: bytes, principal: Principal | None = None
+    ) -> tuple[int, Any]:
         store = self.store
         head = parts[0] if parts else ""
         if head == "_bulk" or (len(parts) == 2 and parts[1] == "_bulk"):
             if method not in ("POST", "PUT"):
                 raise EsError(405, "method_not_allowed", f"Incorrect HTTP method for uri [{'/'.join(parts)}]")
             with store.lock:
-                return 200, store.bulk(raw, parts[0] if len(parts) == 2 else None)
+                return 200, store.bulk(raw, parts[0] if len(parts) == 2 else None, params, principal)
+        denied = authorize(method, parts, principal) if principal is not None else None
+        if denied is not None:
+            raise EsError(403, "security_exception", denied.reason)
         body: Json = orjson.loads(raw) if raw.strip() else {}
         with store.lock:
-            return self._route_json(method, parts, params, body)
+            return self._route_json(method, parts, params, body, raw, principal)
 
-    def _route_json(self, method: str, parts: list[str], params: Mapping[str, str], body: Json) -> tuple[int, Any]:
+    def _route_json(
+        self,
+        method: str,
+        parts: list[str],
+        params: Mapping[str, str],
+        body: Json,
+        raw: bytes = b"",
+        principal: Principal | None = None,
+    ) -> tuple[int, Any]:
         store = self.store
         if not parts:
-            return 200, _info()
+            return 200, _info(self.version)
         head, name = parts[0], parts[1] if len(parts) > 1 else None
         if head in ("_index_template", "_component_template"):
             kind = "index" if head == "_index_template" else "component"
             if method == "PUT" and name:
                 if kind == "index":
-                    return 200, store.put_index_template(name, body)
-                store.component_templates[name] = body
-                return 200, {"acknowledged": True}
+                    return 200, store.put_index_template(name, body, raw)
+                return 200, store.put_component_template(name, body, raw)
             if method == "DELETE" and name:
                 return 200, store.delete_template(kind, name)
             if method in ("GET", "HEAD"):
                 return 200, store.get_templates(kind, name)
+        if head == "_ingest" and name == "pipeline":
+            return self._pipelines(method, parts[2] if len(parts) > 2 else None, body)
+        if head == "_cluster" and name == "settings" and method == "PUT":
+            patterns = lookup(body.get("persistent", {}), "data_streams.failure_store.enabled")
+            if patterns is not None:
+                store.failure_store_patterns = [p.strip() for p in str(patterns).split(",") if p.strip()]
+            return 200, {"acknowledged": True, **body}
+        if parts[:2] == ["_security", "api_key"] and method in ("PUT", "POST"):
+            assert principal is not None  # authorize() refused anonymous callers
+            key_id, secret, encoded = self.realm.create_api_key(principal, body["name"], body.get("role_descriptors"))
+            return 200, {"id": key_id, "name": body["name"], "api_key": secret, "encoded": encoded}
         if head == "_data_stream":
+            if method == "PUT" and name and parts[2:] == ["_options"]:
+                enabled = body.get("failure_store", {}).get("enabled")
+                store._stream(name).failure_store = bool(enabled)
+                return 200, {"acknowledged": True}
             if method == "PUT" and name:
                 store.create_data_stream(name)
                 return 200, {"acknowledged": True}
@@ -1318,7 +1972,7 @@ class ElasticsearchServer:
         if head == "_refresh" or (name == "_refresh"):
             return 200, {"_shards": {"total": 1, "successful": 1, "failed": 0}}
         if parts[:3] == ["_security", "user", "_has_privileges"]:
-            return self._has_privileges(body)
+            return self._has_privileges(body, principal)
         if head in ("_search", "_count"):
             parts = ["*", head]
             head, name = parts
@@ -1346,6 +2000,105 @@ class ElasticsearchServer:
         )
 
 
+# ------------------------------------------------------------------------------------ authorization
+
+
+def authorize(method: str, parts: Sequence[str], principal: Principal) -> Denied | None:
+    """The privilege check of one request (everything but `_bulk`, which is checked per item): the
+    action each REST endpoint runs (its Transport*Action NAME) against the caller's role."""
+    need = _required_action(method, parts)
+    if need is None:
+        return None
+    kind, action, names = need
+    if kind == "cluster":
+        return None if principal.role.allows_cluster(action) else deny_cluster(principal, action)
+    # A wildcard expression is resolved to the authorised indices instead of failing
+    # (IndicesAndAliasesResolver), so only concrete names are checked.
+    concrete = [n for n in names if "*" not in n and n != "_all"]
+    refused = [n for n in concrete if not principal.role.allows_index(action, n)]
+    return deny_index(principal, action, refused) if refused else None
+
+
+def _required_action(method: str, parts: Sequence[str]) -> tuple[str, str, list[str]] | None:
+    verb = {"GET": "get", "HEAD": "get", "PUT": "put", "POST": "put", "DELETE": "delete"}.get(method, "get")
+    if not parts:
+        return "cluster", "cluster:monitor/main", []
+    head, name = parts[0], parts[1] if len(parts) > 1 else None
+    if head == "_index_template":
+        return "cluster", f"indices:admin/index_template/{verb}", []
+    if head == "_component_template":
+        return "cluster", f"cluster:admin/component_template/{verb}", []
+    if head == "_ingest":
+        return "cluster", f"cluster:admin/ingest/pipeline/{verb}", []
+    if head == "_cluster":
+        return "cluster", "cluster:admin/settings/update" if verb == "put" else "cluster:monitor/settings", []
+    if head == "_security":
+        if name == "api_key":
+            return "cluster", "cluster:admin/xpack/security/api_key/create", []
+        return None  # `_has_privileges` and `_authenticate`: every user may ask about itself
+    if head == "_data_stream":
+        if len(parts) > 2:
+            return "index", "indices:admin/data_stream/options/put", [name or ""]
+        action = {"get": "get", "put": "create", "delete": "delete"}[verb]
+        return "index", f"indices:admin/data_stream/{action}", [name or "*"]
+    if head in ("_search", "_count"):
+        return "index", "indices:data/read/search", ["*"]
+    if head == "_refresh":
+        return "index", "indices:admin/refresh", ["*"]
+    targets = head.split(",")
+    if name in ("_search", "_count"):
+        return "index", "indices:data/read/search", targets
+    if name == "_refresh":
+        return "index", "indices:admin/refresh", targets
+    if name == "_mapping":
+        return "index", "indices:admin/mappings/get", targets
+    if name == "_rollover":
+        return "index", "indices:admin/rollover", targets
+    if name is None:
+        action = {"get": "indices:admin/get", "put": "indices:admin/create", "delete": "indices:admin/delete"}[verb]
+        return "index", action, targets
+    return None
+
+
+# ---------------------------------------------------------------------------------------- filter_path
+
+
+def filter_response(payload: Json, expression: str) -> Json:
+    """Response filtering (docs "Common options: response filtering"; FilterPath / FilterPathBasedFilter):
+    comma-separated dotted paths, `*` within a name, `**` across levels; arrays are transparent and
+    objects left empty are dropped."""
+    paths = [p.split(".") for p in expression.split(",") if p and not p.startswith("-")]
+    if not paths:
+        return payload
+    kept = _filter(payload, paths)
+    return kept if isinstance(kept, dict) else {}
+
+
+def _filter(value: Any, paths: list[list[str]]) -> Any:
+    if any(not p or p == ["**"] for p in paths):
+        return value
+    if isinstance(value, list):
+        kept_items = [kept for item in value if (kept := _filter(item, paths)) is not None]
+        return kept_items or None
+    if not isinstance(value, dict):
+        return None
+    out: Json = {}
+    for key, child in value.items():
+        rest: list[list[str]] = []
+        for path in paths:
+            if path[0] == "**":
+                rest.append(path)  # `**` spans this level and maybe more
+                if fnmatch.fnmatchcase(key, path[1]):
+                    rest.append(path[2:])
+            elif fnmatch.fnmatchcase(key, path[0]):
+                rest.append(path[1:])
+        if rest:
+            kept = _filter(child, rest)
+            if kept is not None:
+                out[key] = kept
+    return out or None
+
+
 def _is_request_fault(kind: str) -> bool:
     return kind in REQUEST_FAULTS or kind.startswith("bulk_")
 
@@ -1360,13 +2113,13 @@ def _api_name(parts: Sequence[str]) -> str:
     return "index"
 
 
-def _info() -> Json:
+def _info(version: str = VERSION) -> Json:
     return {
         "name": "es-test-server",
         "cluster_name": "metrics-poller-test",
         "cluster_uuid": "test-cluster-uuid",
         "version": {
-            "number": VERSION,
+            "number": version,
             "build_flavor": "default",
             "build_type": "docker",
             "build_hash": "0" * 40,
@@ -1378,3 +2131,45 @@ def _info() -> Json:
         },
         "tagline": "You Know, for Search",
     }
+
+
+# ------------------------------------------------------------------------------------------ command line
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Serve until SIGTERM or SIGINT; the first line of stdout is the URL."""
+    parser = argparse.ArgumentParser(
+        prog="python -m metrics_poller.testing.es_server",
+        description="Serve the Elasticsearch test server (an imitation of Elasticsearch 8.19 for trying "
+        "metrics-poller on one machine; it keeps everything in memory).",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
+    parser.add_argument("--port", type=int, default=9200, help="port to listen on; 0 picks a free one (9200)")
+    parser.add_argument(
+        "--api-key-out",
+        metavar="FILE",
+        help="turn security on and write a superuser API key (encoded) to FILE, readable only by you; "
+        "point elasticsearch.api_key_file at it",
+    )
+    args = parser.parse_args(argv)
+    try:
+        server = ElasticsearchServer(host=args.host, port=args.port)
+    except OSError as exc:
+        print(f"error: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    if args.api_key_out:
+        key = server.create_api_key("es-test-server")
+        descriptor = os.open(args.api_key_out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write(key + "\n")
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    with server:
+        print(server.url, flush=True)
+        stop.wait()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,7 +1,8 @@
 """Fixtures for the Elasticsearch sink tests: the test server, configurations and documents.
 
-Tests marked `real_es` run against `ELASTICSEARCH_URL` (with `ELASTICSEARCH_API_KEY` if set) when
-that variable is set, and against the test server otherwise.
+Tests marked `real_es` run against `ELASTICSEARCH_URL` (with `ELASTICSEARCH_API_KEY`, a key allowed to
+manage templates and create API keys, and `ELASTICSEARCH_CA_CERTS` if set) when that variable is set,
+and against the test server, with security on, otherwise.
 """
 
 from __future__ import annotations
@@ -33,6 +34,10 @@ class Target:
     url: str
     api_key: str | None
     server: ElasticsearchServer | None
+    ca_certs: str | None = None
+
+
+ADMIN_KEY = "test-server-admin-key"
 
 
 @pytest.fixture
@@ -45,10 +50,10 @@ def server() -> Iterator[ElasticsearchServer]:
 def target(request: pytest.FixtureRequest) -> Iterator[Target]:
     url = os.environ.get("ELASTICSEARCH_URL")
     if url and request.node.get_closest_marker("real_es"):
-        yield Target(url, os.environ.get("ELASTICSEARCH_API_KEY"), None)
+        yield Target(url, os.environ.get("ELASTICSEARCH_API_KEY"), None, os.environ.get("ELASTICSEARCH_CA_CERTS"))
         return
-    with ElasticsearchServer() as instance:
-        yield Target(instance.url, None, instance)
+    with ElasticsearchServer(api_key=ADMIN_KEY) as instance:
+        yield Target(instance.url, ADMIN_KEY, instance)
 
 
 @pytest.fixture
@@ -59,7 +64,7 @@ def namespace() -> str:
 
 @pytest.fixture
 def cfg(target: Target, namespace: str) -> Elasticsearch:
-    return make_config(target.url, namespace=namespace, api_key=target.api_key)
+    return make_config(target.url, namespace=namespace, api_key=target.api_key, ca_certs=target.ca_certs)
 
 
 @pytest.fixture

@@ -181,6 +181,7 @@ async def test_injected_item_400_goes_to_dead_letter_only(
     documents = docs.requests(namespace, 6)
     server.inject("item_400", times=1, match=documents[3].id)
     try:
+        await setup(client, cfg)
         outcomes = await _fast_sink(client, cfg, tmp_path / "dl.ndjson").write(documents)
     finally:
         await client.close()
@@ -198,6 +199,7 @@ async def test_batches_by_count_and_bytes_with_bounded_concurrency(
     documents = docs.requests(namespace, 21)
     server.inject("timeout", times=6, delay=0.1)  # slow answers, so batches overlap
     try:
+        await setup(client, cfg)
         outcomes = await _fast_sink(client, cfg).write(documents)
         assert outcomes == [Outcome.CREATED] * 21
         assert server.requests["PUT _bulk"] == 6
@@ -215,6 +217,8 @@ async def test_pipeline_is_sent_per_request(docs: Any, server: ElasticsearchServ
     cfg = Elasticsearch(hosts=[server.url], namespace=namespace, pipeline="my-pipeline")
     client = build_client(cfg)
     try:
+        await client.ingest.put_pipeline(id="my-pipeline", processors=[])
+        await setup(client, cfg)
         assert await _fast_sink(client, cfg).write(docs.requests(namespace, 2)) == [Outcome.CREATED] * 2
     finally:
         await client.close()
