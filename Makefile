@@ -13,7 +13,7 @@ TEST_LOCK := requirements/test.txt
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade 'pip>=24,<27'
+	$(BIN)/python -m pip install --quiet --quiet --upgrade 'pip>=24,<27'
 
 $(STAMP): $(BIN)/python pyproject.toml $(RUNTIME_LOCK) $(TEST_LOCK)
 	$(BIN)/pip install --quiet --quiet -c $(TEST_LOCK) -e '.[test]'
@@ -53,13 +53,20 @@ profile: $(STAMP)
 		'{"kind":"cycle","subscriptions":3,"accounts_per_region":84,"latency":0}'
 	$(BIN)/python -m tests.benchmarks.profile_summary .bench/profile.txt
 
-# Re-resolve the newest releases within pyproject.toml's ranges, for every platform, into both lock files
-# (the test lock is constrained by the runtime one, so the two agree); then run `make test` and commit them.
-UV_COMPILE := $(BIN)/uv pip compile --quiet --upgrade --universal --python-version 3.11 --custom-compile-command 'make lock'
+# `make lock` after a change to pyproject.toml's dependencies: both lock files follow it, keeping every
+# other pin; `make lock-upgrade` re-resolves everything to the newest releases within pyproject.toml's
+# ranges. Both resolve for every platform, the test lock constrained by the runtime one so the two agree;
+# then run `make test` and commit the two files.
+.PHONY: lock-upgrade
+UV_COMPILE = $(BIN)/uv pip compile --quiet $(UV_UPGRADE) --universal --python-version 3.11 \
+	--custom-compile-command 'make lock'
 lock: $(BIN)/python
-	$(BIN)/pip install --quiet 'uv>=0.5,<1'
+	$(BIN)/pip install --quiet --quiet 'uv>=0.5,<1'
 	$(UV_COMPILE) pyproject.toml -o $(RUNTIME_LOCK)
 	$(UV_COMPILE) pyproject.toml --extra test -c $(RUNTIME_LOCK) -o $(TEST_LOCK)
+
+lock-upgrade:
+	$(MAKE) lock UV_UPGRADE=--upgrade
 
 clean:
 	rm -rf $(VENV) out .pytest_cache .mypy_cache .ruff_cache
