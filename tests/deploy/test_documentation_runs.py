@@ -37,9 +37,12 @@ NOT_RUN = {
     "journalctl ": "follows the journal of the systemd unit installed by the sudo lines above",
     "helm ": "needs a Kubernetes cluster (the chart is rendered and validated in test_helm_chart.py)",
     "docker ": "needs a container engine (the Dockerfile is checked in test_dockerfile.py)",
+    "-m real_es": "needs a real Elasticsearch cluster; without ELASTICSEARCH_URL these tests skip themselves",
+    "metrics_poller.testing.es_server": "serves until Ctrl-C; `make demo-es` starts the same server and is run",
 }
 # README commands that are run, by what marks them, and the test that runs them.
 RUN = {
+    "make demo-es": "tests/runtime/test_es_handling.py (its Makefile recipe)",
     "make demo": "test_make_demo_writes_documents",
     "metrics-poller simulate": "served (fixture)",
     "metrics-poller once": "test_readme_simulate_then_once",
@@ -249,7 +252,8 @@ def test_readme_backfill_examples(served: Served) -> None:
 
 
 def test_make_demo_writes_documents() -> None:
-    (command,) = [c for c in commands(shell_block("make demo")) if c.startswith("make demo")]
+    shell = [text for lang, text in readme_blocks() if lang == "sh"]
+    (command,) = [c for text in shell for c in commands(text) if re.match(r"make demo(\s|$)", c)]
     result = sh(command, REPO, environ(), timeout=300)  # writes ./out/ of the checkout, which git ignores
     assert result.returncode == 0, result.stdout + result.stderr
     assert "cycle ok" in result.stdout + result.stderr
