@@ -110,9 +110,43 @@ class ParsedResource:
     series: list[Series] = field(default_factory=list)
     # Metric name → "code: message" for metrics that failed inside a 200 (`errorCode` ≠ Success).
     metric_errors: dict[str, str] = field(default_factory=dict)
+    # Metric name → its `errorCode` alone, for those metrics (the caller decides what each code means).
+    error_codes: dict[str, str] = field(default_factory=dict)
     # Metric name → number of series returned; equal to the request's `top` suggests truncation.
     series_counts: dict[str, int] = field(default_factory=dict)
     interval: str | None = None  # the interval Azure echoed (may differ from the request's)
+
+
+_STATS = frozenset({"average", "minimum", "maximum"})
+
+
+def without_zero_fill(points: Sequence[Point], zero_is_reading: bool) -> Sequence[Point]:
+    """Drop average/minimum/maximum from the buckets of a zero-filled empty minute.
+
+    A resource provider may declare `fillGapWithZero`: Azure then answers 0 for a minute without
+    samples instead of an empty bucket. A total (or count) of 0 is a fact, nothing happened, and is kept;
+    an average, minimum or maximum of nothing is no reading, and a 0 there would be a false one (a 0 ms
+    latency). Such a bucket is told apart by a count of 0, or, without a count, by every statistic and
+    the total (if asked) being exactly 0. Where 0 is a plausible reading (`zero_is_reading`: Percent
+    metrics, where 0 % availability is an outage and 0 % utilisation an idle PTU) only a count of 0
+    decides, so a real 0 % is never hidden.
+    """
+    out: list[Point] | None = None
+    for index, point in enumerate(points):
+        stats = (point.average, point.minimum, point.maximum)
+        if stats == (None, None, None):
+            continue
+        if point.count == 0:
+            empty = True
+        elif zero_is_reading or point.count is not None or point.total not in (None, 0):
+            empty = False
+        else:
+            empty = all(value is None or value == 0 for value in stats)
+        if empty:
+            if out is None:
+                out = list(points)
+            out[index] = msgspec.structs.replace(point, average=None, minimum=None, maximum=None)
+    return points if out is None else out
 
 
 _METRICS_PATH = re.compile(r"/providers/microsoft\.insights/metrics/", re.IGNORECASE)
@@ -185,6 +219,7 @@ def parse_resource_metrics(
     """
     resource = item if type(item) is ResourceMetrics else _checked(item)
     keys = _aggregation_keys(requested_aggregations)
+    with_stats = not _STATS.isdisjoint(keys)
     if resource.interval:
         timegrain = resource.interval.upper()
     requested = {name.lower(): name for name in requested_dimensions}
@@ -196,10 +231,13 @@ def parse_resource_metrics(
         error = _metric_error(metric)
         if error is not None:
             result.metric_errors[name] = error
+            result.error_codes[name] = metric.error_code or ""
             continue
         if metric.timeseries is None:
             raise AzureDataError(f"metric {name}: timeseries: expected a list, got null")
         result.series_counts[name] = result.series_counts.get(name, 0) + len(metric.timeseries)
+        spec = METRICS_BY_LOWER_NAME.get(name.lower()) if with_stats else None
+        zero_is_reading = spec is not None and spec.unit == "Percent"
         for position, element in enumerate(metric.timeseries):
             if not element.data:
                 continue
@@ -217,7 +255,8 @@ def parse_resource_metrics(
                     canonical = requested.get(raw.lower()) or canonical_dimension(raw)
                     canonical_names[raw] = canonical
                 dimensions[canonical] = entry.value
-            result.series.append(Series(account, group, name, timegrain, dimensions, element.data, keys))
+            points = without_zero_fill(element.data, zero_is_reading) if with_stats else element.data
+            result.series.append(Series(account, group, name, timegrain, dimensions, points, keys))
     return result
 
 

@@ -110,6 +110,33 @@ class Credential(_Strict):
         return self
 
 
+Cloud = Literal["public", "usgovernment", "china"]
+# The five endpoints of each Azure cloud (azure-monitor.md §11; Microsoft's sovereign-cloud pages).
+CLOUD_ENDPOINTS: dict[str, dict[str, str]] = {
+    "public": {
+        "resource_manager": "https://management.azure.com",
+        "metrics": "https://{region}.metrics.monitor.azure.com",
+        "authority": "https://login.microsoftonline.com",
+        "resource_manager_audience": "https://management.azure.com",
+        "metrics_audience": "https://metrics.monitor.azure.com",
+    },
+    "usgovernment": {
+        "resource_manager": "https://management.usgovcloudapi.net",
+        "metrics": "https://{region}.metrics.monitor.azure.us",
+        "authority": "https://login.microsoftonline.us",
+        "resource_manager_audience": "https://management.usgovcloudapi.net",
+        "metrics_audience": "https://metrics.monitor.azure.us",
+    },
+    "china": {
+        "resource_manager": "https://management.chinacloudapi.cn",
+        "metrics": "https://{region}.metrics.monitor.azure.cn",
+        "authority": "https://login.chinacloudapi.cn",
+        "resource_manager_audience": "https://management.chinacloudapi.cn",
+        "metrics_audience": "https://metrics.monitor.azure.cn",
+    },
+}
+
+
 class Endpoints(_Strict):
     resource_manager: str = "https://management.azure.com"
     metrics: str = "https://{region}.metrics.monitor.azure.com"
@@ -133,6 +160,7 @@ class Retry(_Strict):
 
 
 class Azure(_Strict):
+    cloud: Cloud = "public"
     subscriptions: list[Subscription] = Field(default_factory=list)
     resource_ids: list[str] = Field(default_factory=list)
     kinds: list[str] = Field(default_factory=lambda: ["OpenAI", "AIServices"])
@@ -150,6 +178,18 @@ class Azure(_Strict):
     ca_bundle: str | None = None
     verify_tls: bool = True
     retry: Retry = Field(default_factory=Retry)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _cloud_endpoints(cls, data: Any) -> Any:
+        """Endpoints not set explicitly come from `cloud` (an unknown cloud is reported by its field)."""
+        if not isinstance(data, dict):
+            return data
+        defaults = CLOUD_ENDPOINTS.get(str(data.get("cloud", "public")))
+        endpoints = data.get("endpoints")
+        if defaults is None or not (endpoints is None or isinstance(endpoints, dict)):
+            return data
+        return {**data, "endpoints": {**defaults, **(endpoints or {})}}
 
     @field_validator("resource_ids")
     @classmethod

@@ -22,7 +22,7 @@ from metrics_poller.config import Config
 from metrics_poller.discovery import DiscoveryError
 from metrics_poller.inventory_cycle import Inventory, Readings
 from metrics_poller.model import Account, Document, Failure, MetricDefinition, Outcome
-from metrics_poller.planning import CursorKey, Gap, Settings, WorkUnit, plan, shard_of
+from metrics_poller.planning import CursorKey, DefinitionsKey, Gap, Settings, WorkUnit, definitions_key, plan, shard_of
 from metrics_poller.shaping import DocumentContext, shape
 from metrics_poller.sinks import Sink
 from metrics_poller.state import CursorStore
@@ -275,27 +275,28 @@ class Poller:
 
     async def _definitions(
         self, accounts: Sequence[Account], report: CycleReport
-    ) -> dict[tuple[str, str], Mapping[str, MetricDefinition] | None]:
-        """Metric definitions per (subscription, region), read from one of its accounts (cached by the fetcher)."""
-        regions: dict[tuple[str, str], list[Account]] = {}
+    ) -> dict[DefinitionsKey, Mapping[str, MetricDefinition] | None]:
+        """Metric definitions per (subscription, region, kind), read from one of its accounts (cached by
+        the fetcher)."""
+        scopes: dict[DefinitionsKey, list[Account]] = {}
         for account in accounts:
-            regions.setdefault((account.subscription_id.lower(), account.location.lower()), []).append(account)
+            scopes.setdefault(definitions_key(account), []).append(account)
 
-        async def read(key: tuple[str, str], members: list[Account]) -> tuple[tuple[str, str], object]:
+        async def read(key: DefinitionsKey, members: list[Account]) -> tuple[DefinitionsKey, object]:
             reason = "no account to read definitions from"
             for account in members[:DEFINITION_ATTEMPTS]:
                 try:
                     return key, await self.fetcher.definitions(account)  # type: ignore[attr-defined]
                 except Exception as exc:
                     reason = _one_line(exc)
-            return key, Failure("region", f"{key[0]}/{key[1]}", f"metric definitions unavailable: {reason}")
+            return key, Failure("region", "/".join(key), f"metric definitions unavailable: {reason}")
 
-        results = await asyncio.gather(*(read(k, m) for k, m in regions.items()))
-        out: dict[tuple[str, str], Mapping[str, MetricDefinition] | None] = {}
+        results = await asyncio.gather(*(read(k, m) for k, m in scopes.items()))
+        out: dict[DefinitionsKey, Mapping[str, MetricDefinition] | None] = {}
         for key, value in results:
             if isinstance(value, Failure):
                 report.failures.append(value)
-                report.failed_accounts.update(a.key for a in regions[key])
+                report.failed_accounts.update(a.key for a in scopes[key])
             else:
                 out[key] = value  # type: ignore[assignment]
         return out
@@ -317,7 +318,6 @@ class Poller:
             series = []
             for result in results:
                 report.azure_calls += result.calls
-                report.failures.extend(result.metric_errors)
                 failed.update(result.failed)
                 series.extend(result.series)
             series = [s for s in series if s.account.key not in failed]

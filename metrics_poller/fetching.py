@@ -48,13 +48,13 @@ from metrics_poller.catalog import AGGREGATION_KEY, NAMESPACE, canonical_dimensi
 from metrics_poller.credentials import client_kwargs, describe_error, secret_values
 from metrics_poller.model import (
     Account,
-    Failure,
     MetricDefinition,
     Query,
     Series,
     iso_duration,
     parse_iso_duration,
 )
+from metrics_poller.planning import DefinitionsKey, definitions_key
 from metrics_poller.shaping import collector_paused
 
 log = logging.getLogger(__name__)
@@ -70,6 +70,27 @@ MALFORMED_RETRIES = 1
 # A failed definitions read is not retried by every caller in the next seconds (metricDefinitions is
 # throttled at 400 reads per 5 min): remember the failure this long.
 DEFINITIONS_NEGATIVE_TTL = 60.0
+# A subscription whose getBatch answered 401 is read per resource for this long, then getBatch is tried
+# again: the role may have been granted since, and one transient 401 must not switch it for good.
+BATCH_REPROBE = 3600.0
+BATCH_ROLE_ADVICE = "getBatch needs Monitoring Reader on the subscription"
+INSIGHTS_ADVICE = (
+    "getBatch answers 403 when the Microsoft.Insights resource provider is not registered on the "
+    "subscription: az provider register --namespace Microsoft.Insights --subscription {subscription}"
+)
+# Per-metric `errorCode`s inside a 200 that describe a permanent condition of that metric on that
+# resource: the metrics backend's series codes (Microsoft.Cloud.Metrics.Client `TimeSeriesErrorCode`:
+# Success, InvalidSeries, InvalidSamplingType, RequestEntityTooLarge, Throttled, TimeOut, BadRequest,
+# InternalError) of which only these two say "this metric, or this aggregation of it, does not exist
+# here" (azure-monitor.md §3: InvalidSamplingType, "Sampling type is not found"). Asking again returns
+# the same, so the metric is left out for that account until its definitions are next read. Every other
+# code (throttled, timed out, internal, unknown) may pass: the family's window is fetched again.
+PERMANENT_METRIC_ERRORS = frozenset({"invalidsamplingtype", "invalidseries"})
+# getBatch refuses a query whose result would hold more than 500,000 series ("Cannot request more than
+# 500000 time series per query", azure-monitor.md §4 and §6; its status is undocumented, so the text
+# decides). Asking again returns the same: the batch is split instead.
+SERIES_CAP = "TooManySeries"
+_SERIES_CAP_TEXT = re.compile(r"more than (\d+) time series per query", re.IGNORECASE)
 _AGGREGATION_BY_LOWER = {name.lower(): name for name in AGGREGATION_KEY}
 _BEARER = re.compile(r"(?i)\b(bearer\s+)[A-Za-z0-9._~+/=-]+")
 
@@ -206,12 +227,19 @@ def parse_definitions(bodies: Iterable[Any]) -> dict[str, MetricDefinition]:
     return out
 
 
+def batch_scope(query: Query) -> str:
+    """What a getBatch `Retry-After` holds back: the calls of one (subscription, region)."""
+    return f"getBatch of subscription {query.subscription_id.lower()} in {query.region.lower()}"
+
+
 def account_reason(err: CallError) -> str:
     """The one-line reason recorded against an account for a call that failed."""
     if err.status == 404:
         return f"not found (deleted?): {err.reason}"
     if err.status == 403:
         return f"forbidden: {err.reason} (grant Monitoring Reader on the account)"
+    if err.status == 409 and (err.code or "").lower() == "missingsubscriptionregistration":
+        return f"{err.reason} (register it: az provider register --namespace Microsoft.Insights)"
     return err.reason
 
 
@@ -270,8 +298,15 @@ def note_arm_reads(subscription_id: str, headers: Mapping[str, str]) -> None:
     telemetry.ARM_REMAINING_READS.set(min(_ARM_READS.values()))
 
 
-ARM_READS_BURST = 250.0  # ARM's regional token bucket per subscription and principal (2024+)
-ARM_READS_PER_SECOND = 25.0
+# ARM read pacing per cloud, (burst, reads per second): the public cloud's regional token bucket (250
+# reads refilled at 25/s per subscription and principal, 2024+); the sovereign clouds document the older
+# 12,000 reads per hour per principal and subscription (azure-monitor.md §6), paced as a bucket that
+# cannot pass 12,000 in any hour (250 + 3600 × rate = 12,000).
+ARM_READ_PACING: dict[str, tuple[float, float]] = {
+    "public": (250.0, 25.0),
+    "usgovernment": (250.0, (12_000 - 250) / 3600),
+    "china": (250.0, (12_000 - 250) / 3600),
+}
 
 
 @dataclass
@@ -294,16 +329,53 @@ class TokenBucket:
 _ARM_BUCKETS: dict[str, TokenBucket] = {}
 
 
-def arm_bucket(subscription_id: str, now: float) -> TokenBucket:
-    """One bucket per subscription for the whole process (discovery and fetching share ARM's quota)."""
+def arm_bucket(
+    subscription_id: str, now: float, pacing: tuple[float, float] = ARM_READ_PACING["public"]
+) -> TokenBucket:
+    """One bucket per subscription for the whole process (discovery and fetching share ARM's quota),
+    paced as `pacing` (burst, reads per second) of its cloud."""
     key = subscription_id.lower()
     if key not in _ARM_BUCKETS:
-        _ARM_BUCKETS[key] = TokenBucket(ARM_READS_BURST, ARM_READS_PER_SECOND, ARM_READS_BURST, now)
+        burst, rate = pacing
+        _ARM_BUCKETS[key] = TokenBucket(burst, rate, burst, now)
     return _ARM_BUCKETS[key]
 
 
+class Holds:
+    """When each throttle scope may be called again, as the service said with `Retry-After`.
+
+    ARM refuses a request sent before its `Retry-After` has elapsed and answers it with a new 429
+    (azure-monitor.md §4, a 309 s wait seen on metricDefinitions), so every call of a scope waits for
+    the hold, whichever caller it comes from; a wait that does not fit is left for a later cycle."""
+
+    def __init__(self) -> None:
+        self._until: dict[str, float] = {}
+        self._told: set[str] = set()  # scopes whose current hold was already reported
+
+    def remaining(self, scope: str, now: float) -> float:
+        return max(0.0, self._until.get(scope, 0.0) - now)
+
+    def hold(self, scope: str, until: float, now: float) -> None:
+        current = self._until.get(scope, 0.0)
+        if current <= now:
+            self._told.discard(scope)  # a new hold, to be reported afresh
+        if until > current:
+            self._until[scope] = until
+
+    def first_report(self, scope: str) -> bool:
+        """True once per hold: the deferral it causes is logged once, not once per call."""
+        if scope in self._told:
+            return False
+        self._told.add(scope)
+        return True
+
+
 class Retrier:
-    """Runs one Azure call with bounded concurrency, our own retries, and a hard deadline."""
+    """Runs one Azure call with bounded concurrency, our own retries, and a hard deadline.
+
+    `Retry-After` is always honoured, never shortened: a wait longer than `retry_after_cap` or past
+    the deadline is not waited out; the call fails at once and its work is left for the next cycle,
+    whose calls of that scope wait until the hold has passed."""
 
     def __init__(
         self,
@@ -313,8 +385,11 @@ class Retrier:
         *,
         rng: Callable[[], float] = random.random,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        holds: Holds | None = None,
     ) -> None:
         self._retry = cfg.retry
+        self._pacing = ARM_READ_PACING[cfg.cloud]
+        self._holds = holds if holds is not None else Holds()
         self._timeout = cfg.request_timeout
         self._limit = limit
         self._clock = clock
@@ -331,15 +406,24 @@ class Retrier:
         counter: Counter | None = None,
         *,
         subscription_id: str | None = None,
+        scope: str | None = None,
     ) -> T:
         """`call` makes one SDK request with `capture.hooks()`; `parse(value, capture)` turns its
-        result (None when the SDK choked on a 200 body) into T or raises `_Malformed`."""
+        result (None when the SDK choked on a 200 body) into T or raises `_Malformed`. `scope` names
+        what a `Retry-After` holds back (default: ARM reads of `subscription_id`)."""
         retries = 0
         malformed = 0
         last: CallError | None = None
+        if scope is None and subscription_id is not None:
+            scope = f"ARM reads of subscription {subscription_id.lower()}"
         while True:
+            if scope is not None:
+                held = self._holds.remaining(scope, self._clock())
+                if held > 0:
+                    self._check_wait(route, scope, held, deadline, last)
+                    await self._sleep(held)
             if subscription_id is not None:
-                pause = arm_bucket(subscription_id, self._clock()).take(self._clock())
+                pause = arm_bucket(subscription_id, self._clock(), self._pacing).take(self._clock())
                 if self._clock() + pause >= deadline:
                     raise self._gave_up(last, "ARM read pacing would pass the deadline")
                 if pause > 0:
@@ -381,11 +465,14 @@ class Retrier:
             else:
                 last = self._classify(error, capture)
 
+            waited = retry_after_seconds(capture.headers) if capture.status != 200 else None
+            if waited and scope is not None:
+                self._holds.hold(scope, self._clock() + waited, self._clock())
             if not last.retryable or retries + 1 >= self._retry.attempts:
                 raise last
-            waited = retry_after_seconds(capture.headers)
             if waited is not None:
-                delay = min(waited, self._retry.retry_after_cap)
+                self._check_wait(route, scope, waited, deadline, last)
+                delay = waited
             else:
                 delay = backoff_delay(
                     retries, self._retry.backoff_initial, self._retry.backoff_max, self._rng()
@@ -437,11 +524,12 @@ class Retrier:
             code = getattr(error.error, "code", None) if error.error is not None else None
             message = _error_message(error, capture)
             label = f"HTTP {status}" + (f" {code}" if code else "")
+            too_many = bool(_SERIES_CAP_TEXT.search(message))
             return CallError(
                 scrub(f"{label}: {message}" if message else label, self._secrets),
                 status=status,
-                code=code,
-                retryable=status in RETRYABLE_STATUS,
+                code=SERIES_CAP if too_many else code,
+                retryable=status in RETRYABLE_STATUS and not too_many,
             )
         if capture.status is not None and capture.status >= 400:
             # The SDK choked on an error body it did not expect (e.g. 529's plain text): the status decides.
@@ -460,6 +548,22 @@ class Retrier:
                 retryable=True,
             )
         return CallError(scrub(f"unexpected {type(error).__name__}: {error}", self._secrets))
+
+    def _check_wait(
+        self, route: str, scope: str | None, wait: float, deadline: float, last: CallError | None
+    ) -> None:
+        """Raise a deferred `CallError` when the server's wait is longer than this cycle may wait."""
+        cap = self._retry.retry_after_cap
+        if wait > cap:
+            why = f"longer than azure.retry.retry_after_cap ({cap:g}s)"
+        elif self._clock() + wait >= deadline:
+            why = "past the cycle deadline"
+        else:
+            return
+        what = f"Azure asked to wait {wait:.0f}s (Retry-After) before the next {route} call, {why}"
+        if scope is None or self._holds.first_report(scope):
+            log.warning("%s (%s): its work is left for the next cycle, nothing is lost", what, scope or route)
+        raise self._gave_up(last, f"{what}; left for the next cycle")
 
     @staticmethod
     def _gave_up(last: CallError | None, why: str) -> CallError:
@@ -624,7 +728,6 @@ class QueryResult:
     query: Query
     series: list[Series] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
-    metric_errors: list[Failure] = field(default_factory=list)
     truncated: int = 0
     calls: int = 0
 
@@ -635,26 +738,21 @@ class _Pass:
 
     series: dict[str, list[Series]] = field(default_factory=dict)
     failed: dict[str, str] = field(default_factory=dict)
-    errors: dict[str, list[Failure]] = field(default_factory=dict)
     truncated: set[tuple[str, str]] = field(default_factory=set)  # (account key, metric)
     counter: Counter = field(default_factory=Counter)
 
     def fail(self, account: Account, reason: str) -> None:
         self.failed[account.key] = reason
         self.series.pop(account.key, None)
-        self.errors.pop(account.key, None)
 
     def replace(self, accounts: Iterable[Account], newer: _Pass) -> None:
         """Take `newer`'s outcome for `accounts` (a re-query with a larger `top`)."""
         for account in accounts:
             key = account.key
             self.series.pop(key, None)
-            self.errors.pop(key, None)
             self.failed.pop(key, None)
             if key in newer.series:
                 self.series[key] = newer.series[key]
-            if key in newer.errors:
-                self.errors[key] = newer.errors[key]
             if key in newer.failed:
                 self.failed[key] = f"after re-query with a larger top: {newer.failed[key]}"
         self.counter.calls += newer.counter.calls
@@ -683,9 +781,13 @@ class Fetcher:
         self._retrier = Retrier(cfg, self._limit, clock)
         self._metrics_clients: dict[str, MetricsClient] = {}
         self._monitor_clients: dict[str, MonitorManagementClient] = {}
-        self._arm_only: set[str] = set()  # subscriptions where getBatch was refused (auto mode)
-        self._definitions: dict[tuple[str, str], _Definitions] = {}
-        self._inflight: dict[tuple[str, str], asyncio.Future[dict[str, MetricDefinition]]] = {}
+        # Subscriptions whose getBatch answered 401 (auto mode) → when to try getBatch again.
+        self._arm_only: dict[str, float] = {}
+        self._unregistered: set[str] = set()  # subscriptions whose 403 advice was logged
+        self._definitions: dict[DefinitionsKey, _Definitions] = {}
+        self._inflight: dict[DefinitionsKey, asyncio.Future[dict[str, MetricDefinition]]] = {}
+        # Metrics left out per account after a permanent per-metric error, until definitions are re-read.
+        self._dropped: dict[DefinitionsKey, dict[str, set[str]]] = {}
 
     # ------------------------------------------------------------------------------------- clients
 
@@ -729,9 +831,9 @@ class Fetcher:
     async def definitions(
         self, account: Account, *, deadline: float | None = None
     ) -> dict[str, MetricDefinition]:
-        """metricDefinitions of `account`'s (subscription, region), read at most once per
+        """metricDefinitions of `account`'s (subscription, region, kind), read at most once per
         `definitions_refresh`; concurrent callers share one request. Raises `DefinitionsError`."""
-        key = (account.subscription_id.lower(), account.location.lower())
+        key = definitions_key(account)
         cached = self._definitions.get(key)
         if cached is not None and cached.expires > self._clock():
             if cached.value is None:
@@ -745,14 +847,14 @@ class Fetcher:
         # Shielded: one cancelled caller must not cancel the read the others are waiting on.
         return dict(await asyncio.shield(future))
 
-    def _forget_inflight(self, key: tuple[str, str], done: asyncio.Future[Any]) -> None:
+    def _forget_inflight(self, key: DefinitionsKey, done: asyncio.Future[Any]) -> None:
         if self._inflight.get(key) is done:
             del self._inflight[key]
         if not done.cancelled():
             done.exception()  # retrieved here so an unawaited failure is never logged as lost
 
     async def _read_definitions(
-        self, key: tuple[str, str], account: Account, deadline: float | None
+        self, key: DefinitionsKey, account: Account, deadline: float | None
     ) -> dict[str, MetricDefinition]:
         client = self._monitor_client(account.subscription_id)
         budget = deadline if deadline is not None else self._clock() + self._default_budget()
@@ -769,10 +871,11 @@ class Fetcher:
                 "metricDefinitions", call, _definition_pages, budget, subscription_id=account.subscription_id
             )
         except CallError as err:
-            reason = f"metric definitions of {key[0]}/{key[1]}: {account_reason(err)}"
+            reason = f"metric definitions of {'/'.join(key)}: {account_reason(err)}"
             self._definitions[key] = _Definitions(self._clock() + DEFINITIONS_NEGATIVE_TTL, error=reason)
             raise DefinitionsError(reason) from None
         self._definitions[key] = _Definitions(self._clock() + self._cfg.definitions_refresh, value=value)
+        self._dropped.pop(key, None)  # fresh definitions: metrics left out are asked for again
         return value
 
     def _default_budget(self) -> float:
@@ -824,14 +927,13 @@ class Fetcher:
                 result.failed[key] = first.failed[key]
                 continue
             result.series.extend(first.series.get(key, ()))
-            result.metric_errors.extend(first.errors.get(key, ()))
         return result
 
     async def _pass(self, query: Query, accounts: Sequence[Account], top: int, deadline: float) -> _Pass:
         run = _Pass()
         if not accounts:
             return run
-        if self._cfg.api == "arm" or query.subscription_id.lower() in self._arm_only:
+        if self._cfg.api == "arm" or self._per_resource(query.subscription_id):
             await self._arm_all(query, accounts, top, deadline, run)
         else:
             await self._batch(query, accounts, top, deadline, run)
@@ -844,11 +946,16 @@ class Fetcher:
         client = self._metrics_client(query.region)
         flt = batch_filter(group.dimensions)
         ids = [a.id for a in accounts]
+        names = self._wanted(group.metric_names, accounts)
+        if not names:  # every metric was left out for every account: nothing to ask
+            for member in accounts:
+                run.series[member.key] = []
+            return
 
         request = batch_request(
             query.subscription_id,
             ids,
-            group.metric_names,
+            names,
             query.window.start,
             query.window.end,
             query.window.timegrain,
@@ -862,7 +969,9 @@ class Fetcher:
             await send_batch(client, request, **capture.hooks())
 
         try:
-            values = await self._retrier.run("getBatch", call, _batch_values, deadline, run.counter)
+            values = await self._retrier.run(
+                "getBatch", call, _batch_values, deadline, run.counter, scope=batch_scope(query)
+            )
         except CallError as err:
             await self._batch_failed(query, accounts, top, deadline, run, err)
             return
@@ -887,39 +996,66 @@ class Fetcher:
     async def _batch_failed(
         self, query: Query, accounts: Sequence[Account], top: int, deadline: float, run: _Pass, err: CallError
     ) -> None:
-        if err.status in (401, 403) and not err.credential:
-            if self._cfg.api == "auto":
-                self._use_arm_for(query.subscription_id, err)
-                await self._arm_all(query, accounts, top, deadline, run)
-                return
-            reason = (
-                f"{err.reason} (getBatch needs Monitoring Reader at subscription scope; "
-                "or set azure.api: auto to fall back to per-resource calls)"
-            )
-        elif err.status in (400, 404) and len(accounts) > 1:
-            # One bad id (deleted, moved) can fail the whole call: bisect so the others still arrive.
+        subscription = query.subscription_id
+        if (err.status in (400, 404) or err.code == SERIES_CAP) and len(accounts) > 1:
+            # One bad id (deleted, moved) can fail the whole call, and too many series are refused
+            # for the whole call: bisect so the others still arrive, in calls of fewer accounts.
             half = len(accounts) // 2
             await asyncio.gather(
                 self._batch(query, accounts[:half], top, deadline, run),
                 self._batch(query, accounts[half:], top, deadline, run),
             )
             return
+        if err.status == 401 and not err.credential:
+            if self._cfg.api == "auto":
+                self._use_arm_for(subscription, err)
+                await self._arm_all(query, accounts, top, deadline, run)
+                return
+            reason = f"{err.reason} ({BATCH_ROLE_ADVICE}; or set azure.api: auto to fall back to per-resource calls)"
+        elif err.status == 403 and not err.credential:
+            advice = INSIGHTS_ADVICE.format(subscription=subscription)
+            if subscription.lower() not in self._unregistered:
+                self._unregistered.add(subscription.lower())
+                log.warning("getBatch refused for subscription %s (%s): %s", subscription, err.reason, advice)
+            reason = f"{err.reason} ({advice})"
+        elif err.code == SERIES_CAP:
+            # One account, still too many: ask for fewer series per metric (top) so that it fits;
+            # truncation is then detected and reported as usual.
+            limit = _SERIES_CAP_TEXT.search(err.reason)
+            fitting = int(limit.group(1)) // max(1, len(query.group.metric_names)) if limit else 0
+            if 1 <= fitting < top:
+                await self._batch(query, accounts, fitting, deadline, run)
+                return
+            reason = f"{err.reason} (this one account has more series than getBatch allows: lower azure.top_cap)"
         else:
             reason = account_reason(err)
         for account in accounts:
             run.fail(account, reason)
 
+    def _per_resource(self, subscription_id: str) -> bool:
+        """True while a subscription whose getBatch answered 401 is read per resource."""
+        key = subscription_id.lower()
+        until = self._arm_only.get(key)
+        if until is None:
+            return False
+        if until > self._clock():
+            return True
+        del self._arm_only[key]
+        log.info("trying getBatch again for subscription %s", subscription_id)
+        return False
+
     def _use_arm_for(self, subscription_id: str, err: CallError) -> None:
         key = subscription_id.lower()
         if key in self._arm_only:
             return
-        self._arm_only.add(key)
+        self._arm_only[key] = self._clock() + BATCH_REPROBE
         log.warning(
-            "getBatch refused for subscription %s (%s): the identity lacks Monitoring Reader at "
-            "subscription scope; using per-resource ARM metrics for it from now on (grant the role "
-            "on the subscription to go back to getBatch)",
+            "getBatch refused for subscription %s (%s): %s; using per-resource ARM metrics for it "
+            "and trying getBatch again in %.0f min",
             subscription_id,
             err.reason,
+            BATCH_ROLE_ADVICE,
+            BATCH_REPROBE / 60,
         )
 
     async def _arm_all(
@@ -931,13 +1067,17 @@ class Fetcher:
         group = query.group
         client = self._monitor_client(account.subscription_id)
         flt = batch_filter(group.dimensions)
+        names = self._wanted(group.metric_names, (account,))
+        if not names:
+            run.series[account.key] = []
+            return
 
         async def call(capture: Capture) -> None:
             await client.metrics.list(
                 account.id.lstrip("/"),
                 timespan=arm_timespan(query.window.start, query.window.end),
                 interval=query.window.timegrain,
-                metricnames=",".join(group.metric_names),
+                metricnames=",".join(names),
                 aggregation=",".join(group.aggregations),
                 top=top if flt else None,
                 orderby=order_by(group.aggregations),
@@ -955,6 +1095,26 @@ class Fetcher:
             return
         self._digest(query, account, body, top, run)
 
+    def _wanted(self, names: Sequence[str], accounts: Sequence[Account]) -> list[str]:
+        """`names` without the metrics left out for every one of `accounts`."""
+        if not self._dropped:
+            return list(names)
+        left_out = [self._dropped.get(definitions_key(a), {}).get(a.key, set()) for a in accounts]
+        return [name for name in names if not all(name in dropped for dropped in left_out)]
+
+    def _leave_out(self, account: Account, metric: str, message: str) -> None:
+        dropped = self._dropped.setdefault(definitions_key(account), {}).setdefault(account.key, set())
+        if metric in dropped:
+            return
+        dropped.add(metric)
+        log.warning(
+            "%s: metric %s is not available for this account (%s); left out until its metric definitions "
+            "are next read",
+            account.id,
+            metric,
+            scrub(message),
+        )
+
     def _digest(self, query: Query, account: Account, item: Any, top: int, run: _Pass) -> None:
         group = query.group
         try:
@@ -970,12 +1130,17 @@ class Fetcher:
             # Well-formed JSON with the wrong shape: asking again returns the same, so no retry.
             run.fail(account, scrub(f"malformed metrics data: {exc}"))
             return
+        passing: list[str] = []
+        for metric, message in sorted(parsed.metric_errors.items()):
+            if parsed.error_codes[metric].lower() in PERMANENT_METRIC_ERRORS:
+                self._leave_out(account, metric, message)
+            else:
+                passing.append(f"{metric}: {message}")
+        if passing:
+            # Like a failed call: the family's documents must not be written without this metric.
+            run.fail(account, scrub(f"a metric failed inside a 200 ({'; '.join(passing)}); fetched again next cycle"))
+            return
         run.series[account.key] = list(parsed.series)
-        if parsed.metric_errors:
-            run.errors[account.key] = [
-                Failure("metric", f"{account.id}/metrics/{metric}", scrub(f"{group.name}: {message}"))
-                for metric, message in sorted(parsed.metric_errors.items())
-            ]
         if group.dimensions:  # without a filter there is one series per metric and `top` is moot
             for metric, count in parsed.series_counts.items():
                 if count >= top:

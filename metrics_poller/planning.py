@@ -23,6 +23,13 @@ BATCH_LIMIT = 50  # getBatch accepts at most 50 resource ids per call
 NAMES_LIMIT = 20  # and at most 20 metric names
 
 CursorKey = tuple[str, str]  # (account key, group name)
+DefinitionsKey = tuple[str, str, str]  # (subscription, region, kind), lower-case
+
+
+def definitions_key(account: Account) -> DefinitionsKey:
+    """Metric definitions are read once per (subscription, region, kind): Azure does not promise that
+    `OpenAI` and `AIServices` accounts offer the same metrics."""
+    return (account.subscription_id.lower(), account.location.lower(), account.kind.lower())
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,24 +119,23 @@ def family_cursor(
 def plan(
     accounts: Sequence[Account],
     groups: Sequence[MetricGroup],
-    definitions: Mapping[tuple[str, str], Mapping[str, MetricDefinition] | None],
+    definitions: Mapping[DefinitionsKey, Mapping[str, MetricDefinition] | None],
     cursors: Mapping[CursorKey, datetime],
     now: datetime,
     settings: Settings,
 ) -> Plan:
-    """Every unit of work for one cycle. Accounts whose (subscription, region) has no entry in
+    """Every unit of work for one cycle. Accounts whose (subscription, region, kind) has no entry in
     `definitions` are left out (their definitions could not be read; the caller reports it)."""
-    buckets: dict[tuple[str, str, tuple[str, ...], datetime, datetime], list[Account]] = defaultdict(list)
-    family_by_names: dict[tuple[str, ...], tuple[MetricGroup, ...]] = {}
+    # Keyed by the pruned family itself: accounts of two kinds may share group names, not metrics.
+    buckets: dict[tuple[str, str, tuple[MetricGroup, ...], datetime, datetime], list[Account]] = defaultdict(list)
     gaps: list[Gap] = []
     for account in sorted(accounts, key=lambda a: a.key):
-        region_key = (account.subscription_id.lower(), account.location.lower())
-        if region_key not in definitions:
+        scope = definitions_key(account)
+        if scope not in definitions:
             continue
-        pruned = [p for g in groups if (p := prune_group(g, definitions[region_key])) is not None]
+        pruned = [p for g in groups if (p := prune_group(g, definitions[scope])) is not None]
         for family in families(pruned):
             names = tuple(g.name for g in family)
-            family_by_names[names] = family
             span = plan_span(
                 family_cursor(account.key, family, cursors),
                 now,
@@ -142,12 +148,11 @@ def plan(
                 gaps.append(Gap(account.key, names, *span.skipped))
             if span.empty:
                 continue
-            buckets[(account.subscription_id, account.location.lower(), names, span.start, span.end)].append(account)
+            buckets[(account.subscription_id, account.location.lower(), family, span.start, span.end)].append(account)
 
     units = []
-    for (subscription, region, names, start, end), members in buckets.items():
+    for (subscription, region, family, start, end), members in buckets.items():
         windows = tuple(Window(s, e, settings.grain) for s, e in split_span(start, end, settings.step, settings.grain))
-        family = family_by_names[names]
         for chunk in _chunks(members, BATCH_LIMIT):
             units.append(WorkUnit(subscription, region, tuple(chunk), _split_names(family), windows, settings.top))
     return Plan(tuple(units), tuple(gaps))

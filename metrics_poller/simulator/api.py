@@ -38,6 +38,7 @@ from metrics_poller.simulator.query import (
     primary_aggregation,
     resolve_dimensions,
     timestamp,
+    unknown_metric_message,
     with_buckets,
 )
 from metrics_poller.simulator.spec import SimAccount, SimSpec
@@ -47,6 +48,19 @@ MAX_BATCH_IDS = 50
 _PROJECTION_CACHE = 500_000
 _GRAINS_AVAILABLE = ("PT1M", "PT5M", "PT15M", "PT30M", "PT1H", "PT6H", "PT12H", "P1D")
 _LOWER_NAMESPACE = NAMESPACE.lower()
+
+
+Failing = tuple[str, str]  # (metric name or "*", the per-metric errorCode it fails with)
+
+# Per-metric errors inside a 200, with the backend's messages (azure-monitor.md §3; the codes are the
+# metrics backend's TimeSeriesErrorCode values, Microsoft.Cloud.Metrics.Client).
+METRIC_ERROR_MESSAGES = {
+    "InvalidSamplingType": "Sampling type is not found. Metric: {metric}, resource: {rid}.",
+    "InvalidSeries": "Time series is not found. Metric: {metric}, resource: {rid}.",
+    "Throttled": "The request was throttled. Metric: {metric}, resource: {rid}.",
+    "TimeOut": "The query timed out. Metric: {metric}, resource: {rid}.",
+    "InternalError": "Detected Internal Error. Metric: {metric}, resource: {rid}.",
+}
 
 
 @dataclass(slots=True)
@@ -66,6 +80,21 @@ def not_found(resource_id: str) -> ApiError:
         f"The Resource '{tail}' under resource group '{group}' was not found. "
         "For more details please go to https://aka.ms/ARMResourceNotFoundFix",
         backend=False,
+    )
+
+
+def too_many_series(limit: int, status: int) -> ApiError:
+    """getBatch refuses a query that may request more than `limit` (500,000) series, counted as
+    resources × metrics × `top` (what "request" in its message suggests, and how 50 accounts and a
+    raised `top` reach it, issue 13). The message and exception type are from
+    open-telemetry/opentelemetry-collector-contrib #40078; the status is not documented
+    (azure-monitor.md §4, "uncertain"), so it is a setting: 429 (a "throttled" exception) or 400."""
+    return ApiError(
+        status,
+        "TooManyRequests" if status == 429 else "BadRequest",
+        "Exception:Microsoft.Online.QueryService.Contracts.QueryThrottledException: "
+        f"Cannot request more than {limit} time series per query.",
+        exception_type="Microsoft.Online.QueryService.Contracts.QueryThrottledException",
     )
 
 
@@ -181,10 +210,8 @@ class Backend:
         if account is None:
             raise not_found(resource_id)
         check_namespace(params.get("metricnamespace"), required=False)
-        return Reply(
-            200,
-            {"value": [self._definition(account, m) for m in METRICS if self.spec.metric_defined(m.name)]},
-        )
+        offered = [m for m in METRICS if self.spec.metric_defined(m.name, account.kind)]
+        return Reply(200, {"value": [self._definition(account, m) for m in offered]})
 
     def _definition(self, account: SimAccount, metric: MetricSpec) -> dict[str, Any]:
         hidden = self.spec.hidden_dimensions(metric.name)
@@ -219,7 +246,7 @@ class Backend:
     # -------------------------------------------------------------------------------------- ARM metrics
 
     def arm_metrics(
-        self, resource_id: str, params: Mapping[str, str], now: datetime, failing: str | None = None
+        self, resource_id: str, params: Mapping[str, str], now: datetime, failing: Failing | None = None
     ) -> Reply:
         account = self.account(resource_id)
         if account is None:
@@ -229,6 +256,7 @@ class Backend:
         check_namespace(params.get("metricnamespace"), required=False)
         names = params.get("metricnames") or METRICS[0].name
         query = self._query(params, names, start, end, auto_adjust=params.get("autoadjusttimegrain") == "true")
+        self._check_offered(account, query)
         if (params.get("resulttype") or "").lower() == "metadata":
             query = _with_metadata_only(query)
         publication = Publication.at(now.timestamp(), self.spec.publication_delay)
@@ -283,7 +311,7 @@ class Backend:
         params: Mapping[str, str],
         body: bytes,
         now: datetime,
-        failing: str | None = None,
+        failing: Failing | None = None,
     ) -> Reply:
         start, end = batch_times(dict(params), now)
         check_namespace(params.get("metricnamespace"), required=True)
@@ -294,12 +322,25 @@ class Backend:
         check_range(start, end, now)
         query = self._query(params, params["metricnames"], start, end)
         publication = Publication.at(now.timestamp(), self.spec.publication_delay)
+        for account in accounts:
+            if account is not None:
+                self._check_offered(account, query)
+        # The series a query may request: `top` per metric per resource when split by a filter, else one.
+        requested = len(ids) * len(query.metrics) * (query.top if query.has_filter else 1)
+        if requested > self.spec.batch_series_limit:
+            raise too_many_series(self.spec.batch_series_limit, self.spec.series_limit_status)
         values = [
             self._batch_item(account, rid, query, start, end, publication, failing)
             for rid, account in zip(ids, accounts, strict=True)
             if account is not None
         ]
         return Reply(200, {"values": values})
+
+    def _check_offered(self, account: SimAccount, query: MetricQuery) -> None:
+        """A metric the account's kind does not offer is refused like an unknown one (400)."""
+        for metric in query.metrics:
+            if not self.spec.metric_defined(metric.name, account.kind):
+                raise bad_request(unknown_metric_message(metric.name, self.spec))
 
     def _batch_accounts(self, region: str, subscription: str, ids: list[str]) -> list[SimAccount | None]:
         prefix = f"/subscriptions/{subscription.lower()}/"
@@ -335,7 +376,7 @@ class Backend:
         start: datetime,
         end: datetime,
         publication: Publication,
-        failing: str | None,
+        failing: Failing | None,
     ) -> dict[str, Any]:
         return {
             "starttime": echo_time(start),
@@ -356,7 +397,7 @@ class Backend:
         metric: MetricSpec,
         query: MetricQuery,
         publication: Publication,
-        failing: str | None = None,
+        failing: Failing | None = None,
     ) -> dict[str, Any]:
         """One element of a response's `value[]`: the metric with its series, ordered and truncated."""
         head = {
@@ -366,9 +407,11 @@ class Backend:
             "displayDescription": data.DISPLAY_NAMES[metric.name] + ".",
             "unit": metric.unit,
         }
-        if failing is not None and _names_metric(failing, metric):
-            message = f"Sampling type is not found. Metric: {metric.name}, resource: {rid}."
-            return {**head, "timeseries": [], "errorCode": "InvalidSamplingType", "errorMessage": message}
+        if failing is not None and _names_metric(failing[0], metric):
+            code = failing[1]
+            message = METRIC_ERROR_MESSAGES.get(code, "Error {metric}, resource: {rid}.")
+            message = message.format(metric=metric.name, rid=rid)
+            return {**head, "timeseries": [], "errorCode": code, "errorMessage": message}
         series = self.series(account, metric, query, publication)
         return {**head, "timeseries": series, "errorCode": "Success"}
 
@@ -389,7 +432,9 @@ class Backend:
         elif not groups:
             groups = [((), [None] * len(buckets))]
         names = [d.lower() for d in query.split]
-        return [_series_item(names, key, query.labels, aggs, aggregations, query.metadata_only) for key, aggs in groups]
+        zero = metric.name in self.spec.zero_fill
+        only = query.metadata_only
+        return [_series_item(names, key, query.labels, aggs, aggregations, only, zero) for key, aggs in groups]
 
     def _projection(
         self, account: SimAccount, metric: str, split: tuple[str, ...], filters: dict[str, frozenset[str]]
@@ -415,7 +460,7 @@ class Backend:
         dimensions: Sequence[str] | None,
     ) -> dict[frozenset[tuple[str, str]], dict[datetime, dict[str, float]]]:
         spec = METRICS_BY_NAME[metric]
-        if not self.spec.metric_defined(metric):
+        if not self.spec.metric_defined(metric, account.kind):
             return {}
         hidden = self.spec.hidden_dimensions(metric)
         canonical = {d.lower(): d for d in spec.dimensions}
@@ -651,13 +696,17 @@ def _series_item(
     aggs: list[Agg | None],
     aggregations: tuple[str, ...],
     metadata_only: bool,
+    zero_fill: bool = False,
 ) -> dict[str, Any]:
     item: dict[str, Any] = {"metadatavalues": [_metadata_value(n, v) for n, v in zip(names, key, strict=True)]}
     if metadata_only:
         return item
     value_of = [(name, data.AGGREGATION_VALUE[name]) for name in aggregations]
+    # An empty minute is a bare bucket, or, for a metric its provider declares `fillGapWithZero`, a 0
+    # for every aggregation (azure-monitor.md §7.2: "each resource provider decides between 0 and null").
+    empty = {name: 0.0 for name in aggregations} if zero_fill else {}
     item["data"] = [
-        {"timeStamp": label} if agg is None else {"timeStamp": label, **{n: f(agg) for n, f in value_of}}
+        {"timeStamp": label, **empty} if agg is None else {"timeStamp": label, **{n: f(agg) for n, f in value_of}}
         for label, agg in zip(labels, aggs, strict=True)
     ]
     return item

@@ -55,12 +55,11 @@ _OPERATIONS = {
     "embedding": ("Embeddings_Create",),
     "realtime": ("Realtime_Connect",),
 }
-_FEATURES = {
-    "chat": ("ChatCompletions", "ChatCompletions", "Assistants", "Responses"),
-    "embedding": ("Embeddings",),
-    "realtime": ("Realtime",),
-}
-_USAGE_CHANNELS = ("API", "API", "Playground", "AgentService")
+# Token metrics carry ApiName "OpenAI", FeatureName = the model name and UsageChannel "Cloud", as real
+# ones do (Elastic's azure_openai pipeline test fixtures, elastic-compat.md §2); request metrics carry
+# the API version as ApiName.
+TOKEN_API_NAME = "OpenAI"
+USAGE_CHANNEL = "Cloud"
 _STREAM_TYPES = ("Streaming", "Non-Streaming")
 _TEXT_TYPES = ("Prompt", "Completion")
 _CATEGORIES = ("Hate", "Sexual", "Violence", "SelfHarm", "Jailbreak")
@@ -291,17 +290,8 @@ def _request_profiles(key: int, deployment: SimDeployment, model_dims: dict[str,
 
 
 def _token_profiles(key: int, deployment: SimDeployment, model_dims: dict[str, str]) -> list[_Profile]:
-    family = model_of(deployment).family
-    profiles: list[_Profile] = []
-    for j in range(1 + mix64(key ^ 30) % 2):
-        dims = {
-            **model_dims,
-            "ApiName": pick(key, 31 + j * 101, API_NAMES),
-            "FeatureName": pick(key, 32 + j * 101, _FEATURES[family]),
-            "UsageChannel": pick(key, 33 + j * 101, _USAGE_CHANNELS),
-        }
-        profiles.append((dims, 1.0 / (j + 1), 0.9))
-    return profiles
+    dims = {**model_dims, "ApiName": TOKEN_API_NAME, "FeatureName": deployment.model, "UsageChannel": USAGE_CHANNEL}
+    return [(dims, 1.0, 0.9)]
 
 
 def _rai_profiles(key: int, model_dims: dict[str, str]) -> list[_Profile]:
@@ -320,12 +310,8 @@ def _rai_profiles(key: int, model_dims: dict[str, str]) -> list[_Profile]:
 
 
 def _finetune_profile(key: int, model_dims: dict[str, str]) -> _Profile:
-    dims = {
-        **model_dims,
-        "ApiName": pick(key, 80, API_NAMES),
-        "FeatureName": "FineTuning",
-        "UsageChannel": "API",
-    }
+    model = model_dims["ModelName"]
+    dims = {**model_dims, "ApiName": TOKEN_API_NAME, "FeatureName": model, "UsageChannel": USAGE_CHANNEL}
     return (dims, 1.0, 0.5)
 
 

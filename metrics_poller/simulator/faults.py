@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import threading
+import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass
@@ -15,6 +16,36 @@ from metrics_poller.simulator.spec import FaultRule
 ERROR_KINDS = {"400", "401", "403", "404", "429", "500", "503", "529"}
 # Routes answered by Entra ID rather than ARM: their errors use the OAuth shape.
 IDENTITY_ROUTES = {"openid", "token"}
+
+
+class Holds:
+    """The `Retry-After` each throttle scope is under. ARM refuses a request sent before the wait it
+    asked for has elapsed with a new 429 (azure-monitor.md §4; the 309 s metricDefinitions throttle of
+    elastic/integrations #8575), and so does the simulator: a client that retries early is caught."""
+
+    def __init__(self) -> None:
+        self._until: dict[str, float] = {}
+        self._lock = threading.Lock()
+        self.early = 0  # requests refused because they came before the Retry-After elapsed
+
+    def remaining(self, scope: str) -> float:
+        with self._lock:
+            return self._until.get(scope, 0.0) - time.monotonic()
+
+    def hold(self, scope: str, seconds: float) -> None:
+        with self._lock:
+            until = time.monotonic() + seconds
+            if until > self._until.get(scope, 0.0):
+                self._until[scope] = until
+
+    def refuse(self) -> None:
+        with self._lock:
+            self.early += 1
+
+    def clear(self) -> None:
+        with self._lock:
+            self._until.clear()
+            self.early = 0
 
 
 @dataclass(slots=True)
@@ -31,14 +62,17 @@ class Faults:
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
         self._fired: Counter[str] = Counter()
+        self.holds = Holds()
 
     def add(self, rule: FaultRule) -> None:
         with self._lock:
             self._rules.append(_Armed(rule, rule.times))
 
     def clear(self) -> None:
+        """Disarm every rule and lift every `Retry-After` hold (a test's faults end with it)."""
         with self._lock:
             self._rules.clear()
+        self.holds.clear()
 
     @property
     def fired(self) -> Counter[str]:

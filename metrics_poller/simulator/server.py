@@ -27,7 +27,7 @@ import orjson
 import trustme
 from aiohttp import web
 
-from metrics_poller.simulator.api import Backend, Reply
+from metrics_poller.simulator.api import Backend, Failing, Reply
 from metrics_poller.simulator.faults import MALFORMED, MALFORMED_DEFAULT, Faults, additional_info, error_reply
 from metrics_poller.simulator.inventory import DeploymentTruth, QuotaTruth
 from metrics_poller.simulator.query import ApiError, parse_interval
@@ -35,8 +35,24 @@ from metrics_poller.simulator.spec import FaultRule, SimAccount, SimSpec
 
 Clock = Callable[[], datetime]
 
-ARM_AUDIENCES = frozenset({"https://management.azure.com", "https://management.core.windows.net"})
-METRICS_AUDIENCES = frozenset({"https://metrics.monitor.azure.com"})
+# Token audiences each cloud's ARM and metrics endpoints accept (azure-monitor.md §11; the sovereign
+# clouds' pages on learn.microsoft.com: management.usgovcloudapi.net / .chinacloudapi.cn, and
+# metrics.monitor.azure.us / .azure.cn).
+AUDIENCES: dict[str, tuple[frozenset[str], frozenset[str]]] = {
+    "public": (
+        frozenset({"https://management.azure.com", "https://management.core.windows.net"}),
+        frozenset({"https://metrics.monitor.azure.com"}),
+    ),
+    "usgovernment": (
+        frozenset({"https://management.usgovcloudapi.net", "https://management.core.usgovcloudapi.net"}),
+        frozenset({"https://metrics.monitor.azure.us"}),
+    ),
+    "china": (
+        frozenset({"https://management.chinacloudapi.cn", "https://management.core.chinacloudapi.cn"}),
+        frozenset({"https://metrics.monitor.azure.cn"}),
+    ),
+}
+INSIGHTS_ROUTES = frozenset({"getBatch", "metrics", "metricDefinitions", "metricNamespaces"})
 ARM_ROUTES = frozenset(
     {
         "resources",
@@ -128,6 +144,18 @@ class _ArmBuckets:
             return tokens
         self._state[subscription.lower()] = (tokens, now)
         return tokens - 1.0
+
+
+def hold_scope(route: Route) -> str | None:
+    """What one 429 holds back: ARM reads per subscription (its throttles are per subscription and
+    principal), getBatch per (subscription, region) (one regional endpoint per call)."""
+    if route.subscription is None:
+        return None
+    if route.name == "getBatch":
+        return f"getBatch:{route.subscription.lower()}:{(route.region or '').lower()}"
+    if route.name in ARM_ROUTES:
+        return f"arm:{route.subscription.lower()}"
+    return None
 
 
 class Simulator:
@@ -278,6 +306,8 @@ class Simulator:
                 "client_secret": self.client_secret,
             },
         }
+        if self.spec.cloud != "public":  # its audiences: the explicit endpoints above still override
+            config["cloud"] = self.spec.cloud
         config.update(overrides)
         return config
 
@@ -347,6 +377,13 @@ class Simulator:
         try:
             if self.spec.latency:
                 await asyncio.sleep(self.spec.latency)
+            scope = hold_scope(route)
+            held = self.faults.holds.remaining(scope) if scope is not None else 0.0
+            if scope is not None and held > 0:
+                self.faults.holds.refuse()
+                reply = self._too_early(route, math.ceil(held))
+                status = reply.status
+                return _response(reply)
             text = f"{unquote(request.path)}?{unquote(request.query_string)}\n".lower()
             text += body.decode("utf-8", "replace").lower()
             rule = self.faults.pick(route.name, text)
@@ -357,11 +394,25 @@ class Simulator:
                 await asyncio.sleep(rule.delay)
             reply = self._fault_reply(rule, route, request) or self._answer(route, request, body, rule)
             status = reply.status
+            wait = reply.headers.get("Retry-After") if status == 429 else None
+            if scope is not None and wait is not None and wait.isdigit() and int(wait) > 0:
+                self.faults.holds.hold(scope, int(wait))
             return _response(reply)
         except _Dropped:
             raise web.HTTPException() from None  # never sent: the connection is already gone
         finally:
             self._count(route.name, status)
+
+    def _too_early(self, route: Route, wait: int) -> Reply:
+        error = ApiError(
+            429,
+            "SubscriptionRequestsThrottled",
+            f"Number of requests for subscription '{route.subscription}' exceeded the limit. "
+            f"Please try again after '{wait}' seconds.",
+            backend=False,
+            retry_after=wait,
+        )
+        return _error_reply(error, route.name)
 
     async def _drop(self, request: web.Request, rule: FaultRule) -> None:
         transport = request.transport
@@ -385,11 +436,13 @@ class Simulator:
         return error_reply(rule, route.name, request.path, route.subscription, self.client_id)
 
     def _answer(self, route: Route, request: web.Request, body: bytes, rule: FaultRule | None) -> Reply:
-        failing = (rule.match or "*") if rule is not None and rule.kind == "metric_error" else None
+        metric_error = rule is not None and rule.kind == "metric_error"
+        failing = ((rule.match or "*"), rule.error_code) if rule is not None and metric_error else None
         try:
             if route.name in ("openid", "token"):
                 return self._identity(route, request, body)
             self._authenticate(route, request)
+            self._check_registration(route)
             headers = self._throttle(route)
             reply = self._dispatch(route, request, body, failing)
             reply.headers.update(headers)
@@ -417,13 +470,30 @@ class Simulator:
         audience = self._tokens.get(header[7:].strip())
         if audience is None:
             raise _auth_error("InvalidAuthenticationToken", "The access token is invalid.")
-        wanted = METRICS_AUDIENCES if route.name == "getBatch" else ARM_AUDIENCES
+        arm, metrics = AUDIENCES[self.spec.cloud]
+        wanted = metrics if route.name == "getBatch" else arm
         if route.name != "unknown" and audience not in wanted:
             raise _auth_error(
                 "InvalidAuthenticationTokenAudience",
                 f"The access token has been obtained for wrong audience or resource '{audience}'. "
                 "It should exactly "
                 f"match with one of the allowed audiences '{', '.join(sorted(wanted))}'.",
+            )
+
+    def _check_registration(self, route: Route) -> None:
+        """Microsoft.Insights not registered on the subscription: getBatch answers 403 and ARM 409
+        MissingSubscriptionRegistration (azure-monitor.md §4; the 403 body is undocumented, so it
+        carries ARM's code and message)."""
+        if route.subscription is None or route.name not in INSIGHTS_ROUTES:
+            return
+        unregistered = {self.subscription_ids[i].lower() for i in self.spec.insights_unregistered}
+        if route.subscription.lower() in unregistered:
+            raise ApiError(
+                403 if route.name == "getBatch" else 409,
+                "MissingSubscriptionRegistration",
+                "The subscription is not registered to use namespace 'Microsoft.Insights'. "
+                "See https://aka.ms/rps-not-found for how to register subscriptions.",
+                backend=False,
             )
 
     def _throttle(self, route: Route) -> dict[str, str]:
@@ -444,7 +514,7 @@ class Simulator:
             )
         return {"x-ms-ratelimit-remaining-subscription-reads": str(int(left))}
 
-    def _dispatch(self, route: Route, request: web.Request, body: bytes, failing: str | None) -> Reply:
+    def _dispatch(self, route: Route, request: web.Request, body: bytes, failing: Failing | None) -> Reply:
         backend = self._backend
         params = query_params(request.query_string)
         expected_method = "POST" if route.name in ("getBatch", "resourceGraph") else "GET"

@@ -57,6 +57,18 @@ class SimSpec:
     arm_rate_limit: bool = False
     undefined_metrics: frozenset[str] = frozenset()
     undefined_dimensions: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    # Subscriptions (by position) where Microsoft.Insights is not registered: getBatch answers 403 and
+    # ARM's Microsoft.Insights routes 409 MissingSubscriptionRegistration (azure-monitor.md §4).
+    insights_unregistered: frozenset[int] = frozenset()
+    # Metrics that accounts of one kind do not offer (Azure does not promise that OpenAI and AIServices
+    # accounts offer the same metrics): left out of their definitions, a 400 when asked for.
+    kind_undefined_metrics: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    # getBatch refuses a query returning more series than this (Azure: 500,000), with this status.
+    # Metrics whose provider declares `fillGapWithZero`: empty minutes come back as 0, not as bare buckets.
+    zero_fill: frozenset[str] = frozenset()
+    cloud: Literal["public", "usgovernment", "china"] = "public"  # whose token audiences are accepted
+    batch_series_limit: int = 500_000
+    series_limit_status: Literal[400, 429] = 429
 
     def __post_init__(self) -> None:
         if self.subscriptions < 1 or self.resource_groups_per_subscription < 1 or not self.regions:
@@ -72,8 +84,11 @@ class SimSpec:
         """Lower-cased dimension names the simulated definitions leave out for `metric`."""
         return frozenset(d.lower() for d in self.undefined_dimensions.get(metric, frozenset()))
 
-    def metric_defined(self, metric: str) -> bool:
-        return metric not in self.undefined_metrics
+    def metric_defined(self, metric: str, kind: str | None = None) -> bool:
+        """Whether `metric` is offered (to accounts of `kind`, when given)."""
+        if metric in self.undefined_metrics:
+            return False
+        return kind is None or metric not in self.kind_undefined_metrics.get(kind, frozenset())
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +105,7 @@ class FaultRule:
     probability: float = 1.0
     delay: float = 0.0
     body: bytes = b""
+    error_code: str = "InvalidSamplingType"  # kind "metric_error": the per-metric errorCode inside the 200
 
     def __post_init__(self) -> None:
         if self.route != "*" and self.route not in ROUTES:

@@ -40,7 +40,7 @@ def openai_ids(sim: Simulator) -> list[str]:
 
 
 async def test_one_cycle_writes_every_deployment_equal_to_the_ground_truth(sim: Simulator, tmp_path: Path) -> None:
-    cfg = parse(poller_config(sim, tmp_path, inventory={"interval": 300}))
+    cfg = parse(poller_config(sim, tmp_path, inventory={"enabled": True, "interval": 300}))
     poller = await create_poller(cfg)
     try:
         report = await poller.run_cycle(NOW)
@@ -70,7 +70,7 @@ async def test_one_cycle_writes_every_deployment_equal_to_the_ground_truth(sim: 
 
 
 async def test_quota_documents_join_the_deployments_that_draw_on_them(sim: Simulator, tmp_path: Path) -> None:
-    cfg = parse(poller_config(sim, tmp_path, inventory={"interval": 300}))
+    cfg = parse(poller_config(sim, tmp_path, inventory={"enabled": True, "interval": 300}))
     poller = await create_poller(cfg)
     try:
         await poller.run_cycle(NOW)
@@ -99,7 +99,7 @@ async def test_quota_documents_join_the_deployments_that_draw_on_them(sim: Simul
 async def test_the_inventory_is_spread_over_the_interval_and_each_account_read_once(
     sim: Simulator, tmp_path: Path
 ) -> None:
-    cfg = parse(poller_config(sim, tmp_path, inventory={"interval": 1200}))  # four cycles
+    cfg = parse(poller_config(sim, tmp_path, inventory={"enabled": True, "interval": 1200}))  # four cycles
     poller = await create_poller(cfg)
     try:
         for cycle in range(4):
@@ -120,7 +120,7 @@ async def test_the_inventory_is_spread_over_the_interval_and_each_account_read_o
 async def test_a_failing_deployment_list_fails_only_that_accounts_inventory(sim: Simulator, tmp_path: Path) -> None:
     broken = openai_ids(sim)[0]
     sim.faults.add(FaultRule(route="deployments", kind="403", match=broken.rsplit("/", 1)[-1]))
-    cfg = parse(poller_config(sim, tmp_path, inventory={"interval": 300}))
+    cfg = parse(poller_config(sim, tmp_path, inventory={"enabled": True, "interval": 300}))
     poller = await create_poller(cfg)
     try:
         report = await poller.run_cycle(NOW)
@@ -147,7 +147,7 @@ async def test_quota_and_catalogue_refusals_leave_the_deployments_reported(sim: 
     # A principal with only account-scoped roles gets 403 on the subscription-scoped reads (§1).
     sim.faults.add(FaultRule(route="usages", kind="403"))
     sim.faults.add(FaultRule(route="models", kind="403"))
-    cfg = parse(poller_config(sim, tmp_path, inventory={"interval": 300}))
+    cfg = parse(poller_config(sim, tmp_path, inventory={"enabled": True, "interval": 300}))
     poller = await create_poller(cfg)
     try:
         report = await poller.run_cycle(NOW)

@@ -37,7 +37,7 @@ async def test_setup_installs_the_inventory_templates_and_a_cycle_maps_every_fie
     sim: Simulator, tmp_path: Path
 ) -> None:
     with ElasticsearchServer() as es:
-        data = poller_config(sim, tmp_path, output="elasticsearch", inventory={"interval": 300})
+        data = poller_config(sim, tmp_path, output="elasticsearch", inventory={"enabled": True, "interval": 300})
         data["elasticsearch"] = {"hosts": [es.url]}
         result = cli("setup", "--config", str(write_config(data, tmp_path / "poller.yaml")))
         assert result.returncode == 0, result.stderr
@@ -69,7 +69,7 @@ def test_an_interval_that_is_not_a_multiple_of_the_period_is_one_line_and_exit_2
     sim: Simulator, tmp_path: Path
 ) -> None:
     sim.reset_calls()
-    data = poller_config(sim, tmp_path, inventory={"interval": 1000})
+    data = poller_config(sim, tmp_path, inventory={"enabled": True, "interval": 1000})
     result = cli("once", "--config", str(write_config(data, tmp_path / "poller.yaml")))
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()

@@ -65,6 +65,8 @@ def base_config(sim: Simulator, tmp_path: Path, **azure: Any) -> dict[str, Any]:
         "ndjson": {"path": str(tmp_path / "out.ndjson")},
         "state": {"backend": "file", "path": str(tmp_path / "cursors.json")},
         "http": {"listen": None},
+        # These tests check the metrics; the inventory (whose share depends on the time) has its own.
+        "inventory": {"enabled": False},
     }
 
 
@@ -167,6 +169,10 @@ class SoakPlan:
     request_timeout: float = 3.0  # Azure; an injected timeout holds the connection a little longer
     seed: int = 20260301
     start: datetime = datetime(2026, 3, 1, 0, 0, 30, tzinfo=UTC)
+    # getBatch's series limit (accounts × metrics × top), far below Azure's 500,000 so that batches of
+    # the 6-metric groups are refused and split every cycle (issue 13 item 4).
+    series_limit: int = 40_000
+    long_retry_after: int = 2  # seconds: a Retry-After above the cap, honoured by leaving work (item 1)
 
 
 @dataclass
@@ -181,6 +187,7 @@ class SoakResult:
     es_faults: Counter[str] = field(default_factory=Counter)
     azure_calls: Counter[str] = field(default_factory=Counter)
     es_outage: tuple[int, int] = (0, 0)
+    early_retries: int = 0  # requests the simulator refused for coming before their Retry-After
     comparison: Comparison = field(default_factory=Comparison)
     wall: float = 0.0
     longest_cycle: float = 0.0
@@ -202,7 +209,8 @@ class SoakResult:
             f"timegrain {self.plan.timegrain}); results: {results}",
             f"accounts: {self.accounts}; metric groups: {groups}",
             f"azure faults injected (getBatch, ~{self.plan.azure_fault_rate:.0%} of calls): {azure}",
-            f"azure calls by route/status: {calls}",
+            f"azure calls by route/status: {calls}; requests refused for coming before their Retry-After: "
+            f"{self.early_retries}",
             f"elasticsearch faults injected: {es}; outage: cycles {self.es_outage[0]}..{self.es_outage[1] - 1} "
             f"({(self.es_outage[1] - self.es_outage[0]) * 5} min of bulk 503)",
             f"process kills mid-cycle: {self.kills} (each followed by a restart from the cursor file)",
@@ -241,6 +249,8 @@ async def run_soak(plan: SoakPlan, tmp_path: Path, *, log: Any = print) -> SoakR
         subscriptions=plan.subscriptions,
         regions=plan.regions,
         accounts_per_region=plan.accounts_per_region,
+        batch_series_limit=plan.series_limit,
+        series_limit_status=400,  # countable apart from the injected 429s (both statuses are tested)
     )
     began = time.monotonic()
     with Simulator(spec) as sim, ElasticsearchServer() as es:
@@ -279,6 +289,14 @@ async def run_soak(plan: SoakPlan, tmp_path: Path, *, log: Any = print) -> SoakR
                             delay=plan.request_timeout + 0.5 if kind == "timeout" else 0.0,
                         )
                         sim.faults.add(rule)
+                    # Issue 13: a Retry-After above the cap (the work waits for a later cycle) and
+                    # per-metric errorCodes inside a 200 that may pass (the family's window is refetched).
+                    rate = plan.azure_fault_rate
+                    sim.faults.add(FaultRule(route="getBatch", kind="429", retry_after=plan.long_retry_after,
+                                             probability=rate * 0.1))
+                    for code in ("InternalError", "Throttled"):
+                        sim.faults.add(FaultRule(route="getBatch", kind="metric_error", error_code=code,
+                                                 probability=rate * 0.1))
                 armed: Counter[str] = Counter()
                 if result.es_outage[0] <= number < result.es_outage[1]:
                     armed["bulk_503"] = 1_000_000
@@ -324,8 +342,11 @@ async def run_soak(plan: SoakPlan, tmp_path: Path, *, log: Any = print) -> SoakR
                 if number % 24 == 23:
                     log(f"soak: cycle {number + 1}/{plan.cycles}, {time.monotonic() - began:.0f} s")
 
-            # The chaos stops; the next cycle (same `now`) must catch up on everything left behind.
+            # The chaos stops; the next cycle (same `now`) must catch up on everything left behind,
+            # once the last Retry-After has passed.
+            result.early_retries = sim.faults.holds.early
             sim.faults.clear()
+            await asyncio.sleep(plan.long_retry_after + 0.1)
             for _ in range(3):
                 report = await poller.run_cycle(now, deadline=time.monotonic() + 120)
                 result.drain_cycles += 1

@@ -13,7 +13,7 @@ from runtime_support import NOW, parse, poller_config, read_ndjson
 from metrics_poller.catalog import GROUPS, select_groups
 from metrics_poller.cycle import Poller
 from metrics_poller.runtime import create_poller
-from metrics_poller.simulator import FaultRule, Simulator
+from metrics_poller.simulator import FaultRule, SimSpec, Simulator
 from metrics_poller.state import FileCursorStore
 from metrics_poller.testing.ground_truth import compare, expected_documents, stamp
 from metrics_poller.windows import window_end
@@ -160,3 +160,28 @@ async def test_cancelling_a_cycle_keeps_cursors_only_for_stored_units(sim: Simul
         )
         mine = [d for d in stored if d["azure"]["resource"]["id"].lower() == account_key]
         assert not compare(expected, mine).missing
+
+
+@pytest.mark.parametrize("lacking", ["AIServices", "OpenAI"])
+async def test_definitions_are_read_per_account_kind(tmp_path: Path, lacking: str) -> None:
+    """Accounts of one kind without a metric the other kind has (in the same subscription and region):
+    definitions are read per (subscription, region, kind), so neither kind's data is lost or refused."""
+    spec = SimSpec(seed=11, subscriptions=1, regions=("eastus",), accounts_per_region=4,
+                   kind_undefined_metrics={lacking: frozenset({"GeneratedTokens"})})
+    with Simulator(spec, clock=lambda: NOW + timedelta(minutes=10)) as kinds_sim:
+        cfg = parse(poller_config(kinds_sim, tmp_path, azure={"metric_groups": ["tokens"]}))
+        poller = await create_poller(cfg)
+        try:
+            report = await poller.run_cycle(NOW)
+        finally:
+            await poller.close()
+        assert report.ok, report.failures
+        accounts = openai_accounts(kinds_sim)
+        assert {a.kind for a in kinds_sim.accounts if a.kind in ("OpenAI", "AIServices")} == {"OpenAI", "AIServices"}
+        assert kinds_sim.call_count("metricDefinitions") == 2  # one per kind
+        end = window_end(NOW, LATENCY, GRAIN)
+        expected = expected_documents(kinds_sim, accounts, select_groups(["tokens"]), end - timedelta(minutes=5), end)
+        result = compare(expected, read_ndjson(tmp_path / "out.ndjson"))
+        assert result.perfect, result.summary()
+        stored = read_ndjson(tmp_path / "out.ndjson")
+        assert any("generated_tokens" in d["azure"]["open_ai"] for d in stored)

@@ -11,7 +11,16 @@ from hypothesis import strategies as st
 from metrics_poller.catalog import GROUPS, GROUPS_BY_NAME
 from metrics_poller.cycle import owned
 from metrics_poller.model import Account, MetricDefinition
-from metrics_poller.planning import BATCH_LIMIT, Settings, families, plan, prune_group, shard_of
+from metrics_poller.planning import (
+    BATCH_LIMIT,
+    DefinitionsKey,
+    Settings,
+    definitions_key,
+    families,
+    plan,
+    prune_group,
+    shard_of,
+)
 
 NOW = datetime(2026, 3, 1, 12, 7, 30, tzinfo=UTC)
 SETTINGS = Settings(
@@ -24,13 +33,13 @@ SETTINGS = Settings(
 )
 
 
-def account(sub: str, region: str, n: int) -> Account:
+def account(sub: str, region: str, n: int, kind: str = "OpenAI") -> Account:
     rid = f"/subscriptions/{sub}/resourceGroups/rg/providers/Microsoft.CognitiveServices/accounts/{region}-{n}"
-    return Account(rid, f"{region}-{n}", sub, "rg", region, "OpenAI")
+    return Account(rid, f"{region}-{n}", sub, "rg", region, kind)
 
 
-def everything(accounts: list[Account]) -> dict[tuple[str, str], None]:
-    return {(a.subscription_id.lower(), a.location.lower()): None for a in accounts}
+def everything(accounts: list[Account]) -> dict[DefinitionsKey, None]:
+    return {definitions_key(a): None for a in accounts}
 
 
 def test_batches_never_mix_subscriptions_or_regions_and_hold_at_most_50() -> None:
@@ -87,8 +96,29 @@ def test_pruning_drops_what_definitions_do_not_offer() -> None:
 
 def test_region_without_definitions_is_left_out() -> None:
     a, b = account("s1", "eastus", 1), account("s1", "westus", 1)
-    work = plan([a, b], GROUPS, {("s1", "eastus"): None}, {}, NOW, SETTINGS)
+    work = plan([a, b], GROUPS, {("s1", "eastus", "openai"): None}, {}, NOW, SETTINGS)
     assert {x.key for u in work.units for x in u.accounts} == {a.key}
+
+
+def test_kinds_with_different_definitions_never_share_a_query() -> None:
+    """Definitions are per (subscription, region, kind): an AIServices account without GeneratedTokens
+    is asked only for what it offers, the OpenAI account next to it for everything."""
+    tokens = GROUPS_BY_NAME["tokens"]
+
+    def offered(names: tuple[str, ...]) -> dict[str, MetricDefinition]:
+        return {n: MetricDefinition(n, tokens.dimensions, ("Total",), ("PT1M",)) for n in names}
+
+    openai, aiservices = account("s1", "eastus", 1), account("s1", "eastus", 2, kind="AIServices")
+    definitions = {
+        definitions_key(openai): offered(tokens.metric_names),
+        definitions_key(aiservices): offered(("ProcessedPromptTokens", "TokenTransaction")),
+    }
+    work = plan([openai, aiservices], [tokens], definitions, {}, NOW, SETTINGS)
+    asked = {a.key: g.metric_names for u in work.units for a in u.accounts for g in u.groups}
+    assert asked == {
+        openai.key: tokens.metric_names,
+        aiservices.key: ("ProcessedPromptTokens", "TokenTransaction"),
+    }
 
 
 def test_long_downtime_is_split_into_sub_windows_and_gap_reported() -> None:

@@ -407,3 +407,23 @@ def test_resource_id_from_metric_id_keeps_case() -> None:
 )
 def test_resource_id_unknown(body: object) -> None:
     assert resource_id_of(body) is None
+
+
+def test_zero_filled_buckets_lose_only_their_statistics() -> None:
+    from metrics_poller.azure_json import without_zero_fill
+    from metrics_poller.model import Point
+
+    t = "2026-03-01T00:00:00Z"
+    zero_stats = Point(t, average=0.0, minimum=0.0, maximum=0.0)
+    zero_all = Point(t, average=0.0, minimum=0.0, maximum=0.0, total=0.0)
+    no_samples = Point(t, average=0.0, minimum=0.0, maximum=0.0, count=0.0)
+    real = Point(t, average=0.0, minimum=0.0, maximum=5.0)
+    busy = Point(t, average=0.0, minimum=0.0, maximum=0.0, total=3.0)
+    bare = Point(t, total=0.0)
+    cleared = Point(t)
+    assert list(without_zero_fill([zero_stats, real, busy, bare], False)) == [cleared, real, busy, bare]
+    assert list(without_zero_fill([zero_all], False)) == [Point(t, total=0.0)]
+    assert list(without_zero_fill([no_samples], True)) == [Point(t, count=0.0)]  # a count of 0 always decides
+    assert list(without_zero_fill([zero_stats], True)) == [zero_stats]  # 0 % can be a real reading
+    untouched = [real, bare]
+    assert without_zero_fill(untouched, False) is untouched

@@ -60,17 +60,31 @@ def _arm_metrics_raw(sim: Simulator, token: str) -> tuple[int, dict, bytes]:
 
 
 def test_429_is_wrapped_with_retry_after_and_counted(sim: Simulator, metrics_token: str) -> None:
-    sim.faults.add(FaultRule(route="getBatch", kind="429", retry_after=7, times=2))
+    sim.faults.add(FaultRule(route="getBatch", kind="429", retry_after=7, times=1))
     sim.reset_calls()
     first = _batch_raw(sim, metrics_token)
-    second = _batch_raw(sim, metrics_token)
-    third = _batch_raw(sim, metrics_token)
-    assert [first[0], second[0], third[0]] == [429, 429, 200]
+    assert first[0] == 429
     body = json.loads(first[2])
     assert body["error"]["code"] == "SubscriptionRequestsThrottled"
     assert first[1]["retry-after"] == "7" and first[1]["x-ms-error-code"] == "SubscriptionRequestsThrottled"
-    assert sim.calls[("getBatch", 429)] == 2 and sim.calls[("getBatch", 200)] == 1
-    assert sim.call_count("getBatch") == 3
+    sim.faults.holds.clear()
+    assert _batch_raw(sim, metrics_token)[0] == 200
+    assert sim.calls[("getBatch", 429)] == 1 and sim.calls[("getBatch", 200)] == 1
+
+
+def test_a_request_before_retry_after_elapsed_gets_a_new_429(sim: Simulator, metrics_token: str) -> None:
+    """ARM refuses a caller that comes back before its Retry-After (azure-monitor.md §4)."""
+    sim.faults.add(FaultRule(route="getBatch", kind="429", retry_after=1, times=1))
+    sim.reset_calls()
+    first = _batch_raw(sim, metrics_token)
+    early = _batch_raw(sim, metrics_token)
+    assert (first[0], early[0]) == (429, 429)
+    assert early[1]["retry-after"] == "1"  # the wait that is left, rounded up
+    assert json.loads(early[2])["error"]["code"] == "SubscriptionRequestsThrottled"
+    assert sim.faults.holds.early == 1 and sim.faults.fired["429"] >= 1
+    time.sleep(1.05)
+    assert _batch_raw(sim, metrics_token)[0] == 200
+    assert sim.faults.holds.early == 1
 
 
 @pytest.mark.parametrize(
@@ -181,7 +195,7 @@ def test_metric_error_marks_only_the_named_metric(sim: Simulator, metrics_token:
 def test_match_times_order_and_wildcard_route(sim: Simulator, metrics_token: str, arm_token: str) -> None:
     sim.faults.add(FaultRule(route="*", kind="500", match="no-such-account-name"))
     sim.faults.add(FaultRule(route="getBatch", kind="503", match="azureopenairequests", times=1))
-    sim.faults.add(FaultRule(route="*", kind="429", times=1))
+    sim.faults.add(FaultRule(route="*", kind="429", retry_after=0, times=1))  # 0: no hold afterwards
     assert _batch_raw(sim, metrics_token, "TokenTransaction")[0] == 429  # first rule does not match
     assert _batch_raw(sim, metrics_token)[0] == 503  # matched in the query string, in order
     assert _batch_raw(sim, metrics_token)[0] == 200  # both single-shot rules are used up

@@ -179,3 +179,19 @@ def test_publication_delay_hides_recent_minutes_and_marks_partial_ones() -> None
         assert partial and final
         assert all(points[t] == truth[frozenset()][t] for t in final)
         assert all(points[t]["total"] < truth[frozenset()][t]["total"] for t in partial)
+
+
+@pytest.mark.parametrize("metric", ["ProcessedPromptTokens", "GeneratedTokens", "FineTunedTrainingHours"])
+def test_token_metrics_carry_the_dimension_values_real_ones_do(sim: Simulator, metric: str) -> None:
+    """ApiName "OpenAI", FeatureName = the model name, UsageChannel "Cloud" (Elastic's azure_openai
+    pipeline test fixtures, elastic-compat.md §2), so demo data looks like production data."""
+    start, end = window(60)
+    seen = 0
+    for account in openai_accounts(sim):
+        models = {d.name: d.model for d in account.deployments}
+        for dims in sim.expected(account.id, metric, start, end, grain="PT1H"):
+            values = dict(dims)
+            assert values["ApiName"] == "OpenAI" and values["UsageChannel"] == "Cloud"
+            assert values["FeatureName"] == models[values["ModelDeploymentName"]]
+            seen += 1
+    assert seen
