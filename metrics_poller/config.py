@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit, urlunsplit
@@ -26,6 +26,7 @@ from pydantic import (
 )
 
 from metrics_poller.catalog import GROUPS_BY_NAME
+from metrics_poller.durations import Duration, parse_seconds
 
 ENV_PREFIX = "METRICS_POLLER__"
 CONFIG_ENV = "METRICS_POLLER_CONFIG"
@@ -51,21 +52,29 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
 
 
-def _read_secret_file(path: str | None) -> SecretStr | None:
+def _read_secret_file(path: str | None, key: str) -> SecretStr | None:
+    """The secret in the file `key` names; the error names that key (`key: …` is moved into the location)."""
     if not path:
         return None
     try:
         return SecretStr(Path(path).read_text(encoding="utf-8").strip())
     except OSError as exc:
-        raise ValueError(f"cannot read secret file {path}: {exc.strerror}") from None
-
-
-PositiveInt = Annotated[int, Field(gt=0)]
+        raise ValueError(f"{key}: cannot read secret file {path}: {exc.strerror or exc}") from None
 
 
 class Subscription(_Strict):
     id: Annotated[str, Field(min_length=1)]
     resource_groups: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _plain_id(cls, value: Any) -> Any:
+        """`subscriptions: [<guid>]` is short for `[{id: <guid>}]`."""
+        if isinstance(value, str):
+            return {"id": value}
+        if not isinstance(value, dict):
+            raise ValueError("expected a subscription id, or {id: <subscription id>, resource_groups: [<name>, ...]}")
+        return value
 
     @field_validator("id")
     @classmethod
@@ -90,8 +99,10 @@ class Credential(_Strict):
 
     @model_validator(mode="after")
     def _complete(self) -> Credential:
-        secret = self.client_secret or _read_secret_file(self.client_secret_file)
-        password = self.certificate_password or _read_secret_file(self.certificate_password_file)
+        secret = self.client_secret or _read_secret_file(self.client_secret_file, "client_secret_file")
+        password = self.certificate_password or _read_secret_file(
+            self.certificate_password_file, "certificate_password_file"
+        )
         object.__setattr__(self, "client_secret", secret)
         object.__setattr__(self, "certificate_password", password)
         if self.type == "client_secret" and not (self.tenant_id and self.client_id and secret):
@@ -145,9 +156,9 @@ class Endpoints(_Strict):
 
 class Retry(_Strict):
     attempts: Annotated[int, Field(ge=1, le=20)] = 4
-    backoff_initial: Annotated[float, Field(gt=0)] = 1.0
-    backoff_max: Annotated[float, Field(gt=0)] = 30.0
-    retry_after_cap: Annotated[float, Field(gt=0)] = 60.0
+    backoff_initial: Annotated[float, Duration(gt=0)] = 1.0
+    backoff_max: Annotated[float, Duration(gt=0)] = 30.0
+    retry_after_cap: Annotated[float, Duration(gt=0)] = 60.0
 
 
 class Azure(_Strict):
@@ -160,9 +171,9 @@ class Azure(_Strict):
     concurrency: Annotated[int, Field(ge=1, le=256)] = 16
     top: Annotated[int, Field(ge=1, le=2_147_483_647)] = 1000
     top_cap: Annotated[int, Field(ge=1, le=2_147_483_647)] = 100_000
-    refresh_interval: PositiveInt = 600
-    definitions_refresh: PositiveInt = 86400
-    request_timeout: Annotated[float, Field(gt=0)] = 60.0
+    refresh_interval: Annotated[int, Duration(gt=0)] = 600
+    definitions_refresh: Annotated[int, Duration(gt=0)] = 86400
+    request_timeout: Annotated[float, Duration(gt=0)] = 60.0
     metric_groups: list[str] = Field(default_factory=list)
     credential: Credential = Field(default_factory=Credential)
     endpoints: Endpoints = Field(default_factory=Endpoints)
@@ -232,13 +243,13 @@ class Elasticsearch(_Strict):
     namespace: str = "default"
     pipeline: str | None = None
     tsds: bool = False
-    look_back: str = "7d"
-    retention: str | None = None
+    look_back: Annotated[str, Duration(gt=0)] = "7d"
+    retention: Annotated[str, Duration(gt=0)] | None = None
     overwrite_templates: bool = False
     batch_size: Annotated[int, Field(ge=1, le=100_000)] = 5000
     batch_bytes: Annotated[int, Field(ge=1024)] = 10 * 1024 * 1024
     concurrency: Annotated[int, Field(ge=1, le=64)] = 2
-    request_timeout: Annotated[float, Field(gt=0)] = 60.0
+    request_timeout: Annotated[float, Duration(gt=0)] = 60.0
     retry_attempts: Annotated[int, Field(ge=1, le=20)] = 5
     dead_letter_path: str | None = None
 
@@ -259,13 +270,6 @@ class Elasticsearch(_Strict):
     def _cloud_id(cls, value: str | None) -> str | None:
         if value is not None:
             cloud_id_host(value)
-        return value
-
-    @field_validator("retention", "look_back")
-    @classmethod
-    def _time_value(cls, value: str | None) -> str | None:
-        if value is not None and not re.fullmatch(r"\d+(ms|s|m|h|d)", value):
-            raise ValueError("expected an Elasticsearch time value such as 90d, 12h or 30m")
         return value
 
     @field_validator("batch_bytes")
@@ -290,16 +294,13 @@ class Elasticsearch(_Strict):
 
     @property
     def look_back_seconds(self) -> int:
-        """`look_back` in seconds (validated as an Elasticsearch time value such as 7d, 12h or 30m)."""
-        match = re.fullmatch(r"(\d+)(ms|s|m|h|d)", str(self.look_back))
-        if match is None:
-            return int(self.look_back)
-        return int(int(match[1]) * {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}[match[2]])
+        """`look_back` in seconds."""
+        return int(parse_seconds(self.look_back))
 
     @model_validator(mode="after")
     def _secrets(self) -> Elasticsearch:
-        object.__setattr__(self, "api_key", self.api_key or _read_secret_file(self.api_key_file))
-        object.__setattr__(self, "password", self.password or _read_secret_file(self.password_file))
+        object.__setattr__(self, "api_key", self.api_key or _read_secret_file(self.api_key_file, "api_key_file"))
+        object.__setattr__(self, "password", self.password or _read_secret_file(self.password_file, "password_file"))
         if self.password and not self.username:
             raise ValueError("username: required when password is set")
         if not self.hosts and not self.cloud_id:
@@ -405,8 +406,8 @@ class Inventory(_Strict):
 
     enabled: bool = True
     # Every account's deployments are read once per interval; each cycle reads its share.
-    interval: PositiveInt = 3600
-    catalogue_refresh: PositiveInt = 86400
+    interval: Annotated[int, Duration(gt=0)] = 3600
+    catalogue_refresh: Annotated[int, Duration(gt=0)] = 86400
     concurrency: Annotated[int, Field(ge=1, le=64)] = 4
 
 
@@ -416,13 +417,14 @@ class Logging(_Strict):
 
 
 class Config(_Strict):
-    period: PositiveInt = 300
+    # Duration-valued keys take integer seconds or a duration string (`300s`, `5m`, `7d`, `PT5M`).
+    period: Annotated[int, Duration(gt=0)] = 300
     timegrain: Literal["PT1M", "PT5M", "PT15M", "PT30M", "PT1H"] = "PT1M"
-    latency: Annotated[int, Field(ge=0, le=86400)] = 240
-    initial_lookback: PositiveInt | None = None
-    max_backfill: Annotated[int, Field(gt=0, le=MAX_BACKFILL)] = 86400
-    backfill_step: PositiveInt = 3600
-    cycle_deadline: PositiveInt | None = None
+    latency: Annotated[int, Duration(ge=0, le=86400)] = 240
+    initial_lookback: Annotated[int, Duration(gt=0)] | None = None
+    max_backfill: Annotated[int, Duration(gt=0, le=MAX_BACKFILL)] = 86400
+    backfill_step: Annotated[int, Duration(gt=0)] = 3600
+    cycle_deadline: Annotated[int, Duration(gt=0)] | None = None
     # Default: Elasticsearch when an `elasticsearch` section is configured, NDJSON otherwise.
     output: Literal["elasticsearch", "ndjson"] | None = None
     azure: Azure = Field(default_factory=Azure)
@@ -489,14 +491,17 @@ class Config(_Strict):
 # --------------------------------------------------------------------------------------------- loading
 
 
-def resolve_path(explicit: str | None, environ: Mapping[str, str] | None = None) -> Path | None:
-    """`--config`, then `$METRICS_POLLER_CONFIG`, then ./config/poller.yaml, then /etc/…; None if none exist."""
+def resolve_path(
+    explicit: str | None, environ: Mapping[str, str] | None = None, search: Sequence[Path] = DEFAULT_PATHS
+) -> Path | None:
+    """`--config`, then `$METRICS_POLLER_CONFIG`, then the first of `search` that exists (./config/poller.yaml,
+    /etc/metrics-poller/poller.yaml); None if none does."""
     environ = os.environ if environ is None else environ
     if explicit:
         return Path(explicit)
     if environ.get(CONFIG_ENV):
         return Path(environ[CONFIG_ENV])
-    for candidate in DEFAULT_PATHS:
+    for candidate in search:
         if candidate.is_file():
             return candidate
     return None

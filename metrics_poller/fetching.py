@@ -45,7 +45,7 @@ from metrics_poller.azure_json import (
     resource_id_of,
 )
 from metrics_poller.catalog import AGGREGATION_KEY, NAMESPACE, canonical_dimension
-from metrics_poller.credentials import client_kwargs, secret_values
+from metrics_poller.credentials import client_kwargs, describe_error, secret_values
 from metrics_poller.model import (
     Account,
     MetricDefinition,
@@ -513,7 +513,7 @@ class Retrier:
         if isinstance(error, ClientAuthenticationError) and capture.status is None:
             # No HTTP exchange with the service happened: the credential itself failed. Entra ID
             # throttling or outages are worth another try; a rejected secret is not.
-            message = scrub(str(error.message or error), self._secrets)
+            message = scrub(describe_error(str(error.message or error)), self._secrets)
             return CallError(
                 f"authentication failed: {message}",
                 credential=True,
@@ -542,8 +542,9 @@ class Retrier:
                 retryable=status in RETRYABLE_STATUS,
             )
         if isinstance(error, AzureError):
+            reason = describe_error(str(error.message))
             return CallError(
-                scrub(f"connection error ({type(error).__name__}): {error.message}", self._secrets),
+                scrub(f"connection error ({type(error).__name__}): {reason}", self._secrets),
                 retryable=True,
             )
         return CallError(scrub(f"unexpected {type(error).__name__}: {error}", self._secrets))

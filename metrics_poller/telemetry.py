@@ -137,3 +137,6 @@ def setup_logging(level: str = "INFO", fmt: str = "auto") -> None:
     # elastic_transport warns "Node … has failed" on every failed request; the sink and the cycle
     # summary already count those, so an outage is not one line per retry.
     logging.getLogger("elastic_transport").setLevel(logging.ERROR)
+    # azure-identity logs every failed token request at WARNING with Entra ID's whole JSON answer; the
+    # poller reports the failure itself, once, as one line (DEBUG shows both).
+    logging.getLogger("azure.identity").setLevel(logging.DEBUG if level == "DEBUG" else logging.ERROR)

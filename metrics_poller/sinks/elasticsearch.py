@@ -52,6 +52,10 @@ class SinkError(Exception):
     """The sink cannot work at all (credentials, privileges, unreachable cluster); one line, no secrets."""
 
 
+class CredentialsRejected(SinkError):
+    """Elasticsearch answered 401: no request with these credentials can succeed."""
+
+
 class SinkConfigError(SinkError, RefusedByConfiguration):
     """The cluster refuses what this configuration asks for (exit 2)."""
 
@@ -196,8 +200,12 @@ def describe(exc: BaseException, secrets: Sequence[str] = ()) -> str:
 
 
 def _auth_error(exc: ApiError, secrets: Sequence[str]) -> SinkError:
-    what = "authentication failed" if exc.meta.status == 401 else "the credentials lack a privilege"
-    return SinkError(f"Elasticsearch {what}: {describe(exc, secrets)}")
+    if exc.meta.status == 401:
+        return CredentialsRejected(
+            f"Elasticsearch rejected the credentials ({describe(exc, secrets)}); check elasticsearch.api_key, "
+            "username/password or bearer_token (or their *_file)"
+        )
+    return SinkError(f"Elasticsearch: the credentials lack a privilege: {describe(exc, secrets)}")
 
 
 # ---------------------------------------------------------------------------------------------- setup
@@ -240,6 +248,10 @@ async def ensure_templates(client: AsyncElasticsearch, cfg: ElasticsearchConfig)
         for line in await setup(client, cfg):
             log.info("setup: %s", line)
         return True
+    except CredentialsRejected:  # `metrics-poller setup` would be refused as well: no advice to run it
+        raise
+    except AuthenticationException as exc:
+        raise _auth_error(exc, secrets_of(cfg)) from None
     except (SinkError, ApiError, TransportError) as exc:
         log.warning(
             "no index template governs %s and installing one failed (%s); run `metrics-poller setup` "

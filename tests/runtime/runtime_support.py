@@ -88,3 +88,23 @@ def main(*args: str) -> tuple[int, str, str]:
     finally:
         os.environ.update(saved)
     return code, out.getvalue(), err.getvalue()
+
+
+# The command users run: the console script installed next to this interpreter (`make install`).
+POLLER = str(Path(sys.executable).with_name("metrics-poller"))
+
+
+def clean_environ(**extra: str) -> dict[str, str]:
+    """This process's environment without any METRICS_POLLER* variable of the user running the tests."""
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("METRICS_POLLER")}
+    environ.update(extra)
+    return environ
+
+
+def run_poller(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: float = 90
+) -> subprocess.CompletedProcess[str]:
+    """Run the installed `metrics-poller` as a user would, in a scrubbed environment."""
+    return subprocess.run(
+        [POLLER, *args], capture_output=True, text=True, timeout=timeout, env=clean_environ(**(env or {})), cwd=cwd
+    )
