@@ -9,14 +9,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import re
 import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, TextIO
 
-from metrics_poller import __version__, config, datasets
+from metrics_poller import __version__, config, datasets, preflight
 from metrics_poller.cycle import CycleReport, Unreachable
 from metrics_poller.discovery import DiscoveryError
+from metrics_poller.durations import parse_seconds
 
 EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
 log = logging.getLogger("metrics_poller")
@@ -52,29 +54,35 @@ def _warn_insecure(cfg: config.Config) -> None:
         log.warning("TLS certificate verification for Elasticsearch is OFF (elasticsearch.verify_certs: false)")
 
 
-def parse_time(text: str) -> datetime:
-    """ISO-8601 UTC time (`2026-01-01T00:00Z`, `2026-01-01`) or a relative `-24h` / `-7d` / `-90m`."""
+def parse_time(text: str, now: datetime | None = None) -> datetime:
+    """ISO-8601 UTC time (`2026-01-01T00:00Z`, `2026-01-01`) or relative to now (`-90m`, `-24h`, `-7d`, `-1w`)."""
     text = text.strip()
-    units = {"m": 60, "h": 3600, "d": 86400}
-    if text.startswith("-") and text[-1:] in units and text[1:-1].isdigit():
-        return datetime.now(UTC) - timedelta(seconds=int(text[1:-1]) * units[text[-1]])
+    now = now or datetime.now(UTC)
+    if text.startswith("-"):
+        try:
+            return now - timedelta(seconds=parse_seconds(text[1:]))
+        except ValueError as exc:
+            raise UsageError(f"not a relative time: {text!r}; {exc} after the minus sign, e.g. -7d") from None
     try:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
-        raise UsageError(f"not a time: {text!r}; expected ISO-8601 such as 2026-01-01T00:00Z, or -24h") from None
+        raise UsageError(
+            f"not a time: {text!r}; expected ISO-8601 such as 2026-01-01T00:00Z, or relative such as -24h or -7d"
+        ) from None
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def print_report(report: CycleReport, out: TextIO = sys.stdout) -> None:
+def summary_stream(cfg: config.Config) -> TextIO:
+    """Where the cycle summary goes: stderr when the documents go to stdout (`ndjson.path: -`), so
+    stdout stays valid NDJSON; stdout otherwise."""
+    return sys.stderr if cfg.output == "ndjson" and cfg.ndjson.path == "-" else sys.stdout
+
+
+def print_report(report: CycleReport, out: TextIO | None = None) -> None:
+    out = out or sys.stdout
     print(report.summary(), file=out)
-    for gap in report.gaps[:20]:
-        print(f"  skipped {gap.start:%Y-%m-%dT%H:%MZ}..{gap.end:%Y-%m-%dT%H:%MZ} for {gap.account_key}", file=out)
-    seen: set[tuple[str, str]] = set()
-    for failure in report.failures:
-        if (failure.target, failure.reason) in seen:
-            continue
-        seen.add((failure.target, failure.reason))
-        print(f"  failed {failure.scope} {failure.target}: {failure.reason}", file=out)
+    for line in report.cause_lines():
+        print(f"  {line}", file=out)
 
 
 # ------------------------------------------------------------------------------------------ commands
@@ -88,14 +96,20 @@ async def _once(cfg: config.Config) -> int:
         report = await poller.run_cycle()
     finally:
         await poller.close()
-    print_report(report)
+    print_report(report, summary_stream(cfg))
     return report.exit_code
+
+
+def _preflight(cfg: config.Config, command: preflight.Command) -> None:
+    """Every output, cursor and listen setting usable and Elasticsearch answering, before any Azure call."""
+    asyncio.run(preflight.check(cfg, command))
 
 
 def cmd_once(args: argparse.Namespace) -> int:
     cfg = load_config(args)
     _setup_logging(cfg)
     _warn_insecure(cfg)
+    _preflight(cfg, "once")
     return asyncio.run(_once(cfg))
 
 
@@ -103,6 +117,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     cfg = load_config(args)
     _setup_logging(cfg)
     _warn_insecure(cfg)
+    _preflight(cfg, "run")
 
     async def main() -> int:
         from metrics_poller.runtime import create_poller
@@ -123,6 +138,7 @@ def cmd_backfill(args: argparse.Namespace) -> int:
         raise UsageError("--since must be before --until")
     if datetime.now(UTC) - since > timedelta(days=93):
         raise UsageError("--since is older than Azure's 93-day metric retention")
+    _preflight(cfg, "backfill")
     return asyncio.run(_backfill(cfg, since, until))
 
 
@@ -165,7 +181,7 @@ async def _backfill(cfg: config.Config, since: datetime, until: datetime) -> int
         await poller.close()
     if progress is not None:
         print(file=sys.stderr)
-    print_report(report)
+    print_report(report, summary_stream(cfg))
     return report.exit_code
 
 
@@ -214,8 +230,9 @@ def cmd_discover(args: argparse.Namespace) -> int:
             ]
             sys.stdout.write(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode() + "\n")
         else:
+            print(f"{'SUBSCRIPTION':<36}  {'LOCATION':<16} {'KIND':<11} RESOURCE GROUP/ACCOUNT")
             for a in mine:
-                print(f"{a.subscription_id}  {a.location:<16} {a.kind:<11} {a.resource_group}/{a.name}")
+                print(f"{a.subscription_id:<36}  {a.location:<16} {a.kind:<11} {a.resource_group}/{a.name}")
             shard_note = f" (of {len(result.accounts)}, this shard)" if len(mine) != len(result.accounts) else ""
             print(f"{len(mine)} accounts{shard_note}")
         for failure in result.failures:
@@ -232,8 +249,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
     print("configuration: ok")
 
     async def main() -> int:
-        from metrics_poller.credentials import build_credential
+        from metrics_poller.access import check_metrics
+        from metrics_poller.credentials import build_credential, describe_error, secret_values
+        from metrics_poller.cycle import owned
         from metrics_poller.discovery import Discoverer
+        from metrics_poller.fetching import Fetcher, scrub
+        from metrics_poller.runtime import shard_index
 
         worst = EXIT_OK
         credential = build_credential(cfg.azure)
@@ -242,7 +263,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
                 await credential.get_token(cfg.azure.endpoints.resource_manager_audience + "/.default")
                 print("azure credentials: ok")
             except Exception as exc:
-                print(f"azure credentials: FAILED: {_one_line(exc)}")
+                reason = scrub(describe_error(str(exc)), secret_values(cfg.azure)) or type(exc).__name__
+                print(f"azure credentials: FAILED: {reason}")
                 return EXIT_UNREACHABLE
             discoverer = Discoverer(cfg.azure, credential)
             try:
@@ -254,8 +276,20 @@ def cmd_validate(args: argparse.Namespace) -> int:
             except Exception as exc:
                 print(f"azure discovery: FAILED: {_one_line(exc)}")
                 worst = EXIT_UNREACHABLE
+                result = None
             finally:
                 await discoverer.close()
+            if result is not None:
+                fetcher = Fetcher(cfg.azure, credential)
+                try:
+                    mine = owned(result.accounts, shard_index(cfg), cfg.shard.count)
+                    verdicts = await check_metrics(fetcher, mine, cfg, datetime.now(UTC))
+                finally:
+                    await fetcher.close()
+                for item in verdicts:
+                    print(item.line)
+                if not all(item.ok for item in verdicts):
+                    worst = max(worst, EXIT_PARTIAL)
         finally:
             await credential.close()
         if cfg.output == "elasticsearch" or cfg.state.backend == "elasticsearch":
@@ -319,13 +353,10 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Exit codes: 0 ok, 1 partial, 2 configuration/usage error, 3 Azure or Elasticsearch unreachable.",
     )
     parser.add_argument("--version", action="version", version=f"metrics-poller {__version__}")
+    _add_global_options(parser, default=None)
+    # The same options after the subcommand; SUPPRESS keeps a value given before it when absent after.
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
-        "--config",
-        metavar="PATH",
-        help="configuration file (default: $METRICS_POLLER_CONFIG, ./config/poller.yaml, "
-        "/etc/metrics-poller/poller.yaml)",
-    )
+    _add_global_options(common, default=argparse.SUPPRESS)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     def add(name: str, handler: Callable[[argparse.Namespace], int], text: str) -> argparse.ArgumentParser:
@@ -340,8 +371,10 @@ def build_parser() -> argparse.ArgumentParser:
     discover.add_argument("--json", action="store_true", help="print JSON instead of a table")
     add("validate", cmd_validate, "check configuration, credentials, one Azure call and Elasticsearch access")
     backfill = add("backfill", cmd_backfill, "fetch and store a past range (cursors are left unchanged)")
-    backfill.add_argument("--since", required=True, help="start, ISO-8601 UTC or relative (-24h, -7d)")
-    backfill.add_argument("--until", help="end (default: now minus latency)")
+    backfill.add_argument(
+        "--since", required=True, help="start, ISO-8601 UTC (2026-01-01T00:00Z) or relative (-90m, -24h, -7d, -1w)"
+    )
+    backfill.add_argument("--until", help="end, as --since (default: now minus latency)")
     demo = add("demo", cmd_demo, "run one cycle against the built-in Azure simulator, writing NDJSON to ./out/")
     demo.add_argument("--out", default="out", help="output directory (default: ./out)")
     demo.add_argument("--accounts-per-region", type=int, default=4, help="simulated accounts per region")
@@ -357,15 +390,44 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_global_options(parser: argparse.ArgumentParser, default: Any) -> None:
+    """Options accepted before or after the subcommand (`metrics-poller --config P once` = `once --config P`)."""
+    parser.add_argument(
+        "--config",
+        metavar="PATH",
+        default=default,
+        help="configuration file (default: $METRICS_POLLER_CONFIG, ./config/poller.yaml, "
+        "/etc/metrics-poller/poller.yaml)",
+    )
+
+
+RELATIVE_TIME_OPTIONS = ("--since", "--until")
+
+
+def join_relative_times(argv: Sequence[str]) -> list[str]:
+    """`--since -7d` → `--since=-7d`: argparse would take `-7d` for an option and say "expected one argument"."""
+    joined: list[str] = []
+    for word in argv:
+        if joined and joined[-1] in RELATIVE_TIME_OPTIONS and re.match(r"-\d", word):
+            joined[-1] = f"{joined[-1]}={word}"
+        else:
+            joined.append(word)
+    return joined
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args: Any = parser.parse_args(argv)
+    args: Any = parser.parse_args(join_relative_times(sys.argv[1:] if argv is None else argv))
     try:
         return int(args.handler(args))
     except config.ConfigError as exc:
         for line in exc.lines:
             print(line, file=sys.stderr)
         return EXIT_USAGE
+    except preflight.PreflightError as exc:
+        for line in exc.lines:
+            print(line, file=sys.stderr)
+        return exc.exit_code
     except UsageError as exc:
         print(f"error: {_one_line(exc)}", file=sys.stderr)
         return EXIT_USAGE

@@ -6,11 +6,13 @@ Every problem is reported as one line naming the key, the value and what is expe
 
 from __future__ import annotations
 
+import base64
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit, urlunsplit
 
 import yaml
 from pydantic import (
@@ -24,6 +26,7 @@ from pydantic import (
 )
 
 from metrics_poller import datasets as known_datasets
+from metrics_poller.durations import Duration, parse_seconds
 
 ENV_PREFIX = "METRICS_POLLER__"
 CONFIG_ENV = "METRICS_POLLER_CONFIG"
@@ -49,21 +52,29 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
 
 
-def _read_secret_file(path: str | None) -> SecretStr | None:
+def _read_secret_file(path: str | None, key: str) -> SecretStr | None:
+    """The secret in the file `key` names; the error names that key (`key: …` is moved into the location)."""
     if not path:
         return None
     try:
         return SecretStr(Path(path).read_text(encoding="utf-8").strip())
     except OSError as exc:
-        raise ValueError(f"cannot read secret file {path}: {exc.strerror}") from None
-
-
-PositiveInt = Annotated[int, Field(gt=0)]
+        raise ValueError(f"{key}: cannot read secret file {path}: {exc.strerror or exc}") from None
 
 
 class Subscription(_Strict):
     id: Annotated[str, Field(min_length=1)]
     resource_groups: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _plain_id(cls, value: Any) -> Any:
+        """`subscriptions: [<guid>]` is short for `[{id: <guid>}]`."""
+        if isinstance(value, str):
+            return {"id": value}
+        if not isinstance(value, dict):
+            raise ValueError("expected a subscription id, or {id: <subscription id>, resource_groups: [<name>, ...]}")
+        return value
 
     @field_validator("id")
     @classmethod
@@ -88,8 +99,10 @@ class Credential(_Strict):
 
     @model_validator(mode="after")
     def _complete(self) -> Credential:
-        secret = self.client_secret or _read_secret_file(self.client_secret_file)
-        password = self.certificate_password or _read_secret_file(self.certificate_password_file)
+        secret = self.client_secret or _read_secret_file(self.client_secret_file, "client_secret_file")
+        password = self.certificate_password or _read_secret_file(
+            self.certificate_password_file, "certificate_password_file"
+        )
         object.__setattr__(self, "client_secret", secret)
         object.__setattr__(self, "certificate_password", password)
         if self.type == "client_secret" and not (self.tenant_id and self.client_id and secret):
@@ -143,9 +156,9 @@ class Endpoints(_Strict):
 
 class Retry(_Strict):
     attempts: Annotated[int, Field(ge=1, le=20)] = 4
-    backoff_initial: Annotated[float, Field(gt=0)] = 1.0
-    backoff_max: Annotated[float, Field(gt=0)] = 30.0
-    retry_after_cap: Annotated[float, Field(gt=0)] = 60.0
+    backoff_initial: Annotated[float, Duration(gt=0)] = 1.0
+    backoff_max: Annotated[float, Duration(gt=0)] = 30.0
+    retry_after_cap: Annotated[float, Duration(gt=0)] = 60.0
 
 
 class Azure(_Strict):
@@ -158,9 +171,9 @@ class Azure(_Strict):
     concurrency: Annotated[int, Field(ge=1, le=256)] = 16
     top: Annotated[int, Field(ge=1, le=2_147_483_647)] = 1000
     top_cap: Annotated[int, Field(ge=1, le=2_147_483_647)] = 100_000
-    refresh_interval: PositiveInt = 600
-    definitions_refresh: PositiveInt = 86400
-    request_timeout: Annotated[float, Field(gt=0)] = 60.0
+    refresh_interval: Annotated[int, Duration(gt=0)] = 600
+    definitions_refresh: Annotated[int, Duration(gt=0)] = 86400
+    request_timeout: Annotated[float, Duration(gt=0)] = 60.0
     metric_groups: list[str] = Field(default_factory=list)
     credential: Credential = Field(default_factory=Credential)
     endpoints: Endpoints = Field(default_factory=Endpoints)
@@ -231,13 +244,13 @@ class Elasticsearch(_Strict):
     namespace: str = "default"
     pipeline: str | None = None
     tsds: bool = False
-    look_back: str = "7d"
-    retention: str | None = None
+    look_back: Annotated[str, Duration(gt=0)] = "7d"
+    retention: Annotated[str, Duration(gt=0)] | None = None
     overwrite_templates: bool = False
     batch_size: Annotated[int, Field(ge=1, le=100_000)] = 5000
     batch_bytes: Annotated[int, Field(ge=1024)] = 10 * 1024 * 1024
     concurrency: Annotated[int, Field(ge=1, le=64)] = 2
-    request_timeout: Annotated[float, Field(gt=0)] = 60.0
+    request_timeout: Annotated[float, Duration(gt=0)] = 60.0
     retry_attempts: Annotated[int, Field(ge=1, le=20)] = 5
     dead_letter_path: str | None = None
 
@@ -248,11 +261,16 @@ class Elasticsearch(_Strict):
             raise ValueError("expected a lower-case data stream namespace of letters, digits, '_' or '.'")
         return value
 
-    @field_validator("retention", "look_back")
+    @field_validator("hosts")
     @classmethod
-    def _time_value(cls, value: str | None) -> str | None:
-        if value is not None and not re.fullmatch(r"\d+(ms|s|m|h|d)", value):
-            raise ValueError("expected an Elasticsearch time value such as 90d, 12h or 30m")
+    def _hosts(cls, values: list[str]) -> list[str]:
+        return [es_host_url(value) for value in values]
+
+    @field_validator("cloud_id")
+    @classmethod
+    def _cloud_id(cls, value: str | None) -> str | None:
+        if value is not None:
+            cloud_id_host(value)
         return value
 
     @field_validator("batch_bytes")
@@ -277,24 +295,81 @@ class Elasticsearch(_Strict):
 
     @property
     def look_back_seconds(self) -> int:
-        """`look_back` in seconds (validated as an Elasticsearch time value such as 7d, 12h or 30m)."""
-        match = re.fullmatch(r"(\d+)(ms|s|m|h|d)", str(self.look_back))
-        if match is None:
-            return int(self.look_back)
-        return int(int(match[1]) * {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}[match[2]])
+        """`look_back` in seconds."""
+        return int(parse_seconds(self.look_back))
 
     @model_validator(mode="after")
     def _secrets(self) -> Elasticsearch:
-        object.__setattr__(self, "api_key", self.api_key or _read_secret_file(self.api_key_file))
-        object.__setattr__(self, "password", self.password or _read_secret_file(self.password_file))
+        object.__setattr__(self, "api_key", self.api_key or _read_secret_file(self.api_key_file, "api_key_file"))
+        object.__setattr__(self, "password", self.password or _read_secret_file(self.password_file, "password_file"))
         if self.password and not self.username:
             raise ValueError("username: required when password is set")
+        if not self.hosts and not self.cloud_id:
+            raise ValueError("hosts: empty; expected at least one URL such as https://localhost:9200, or cloud_id")
+        plain = [h for h in self.hosts if h.startswith("http://")] if not self.cloud_id else []
+        if self.ca_certs and plain:
+            raise ValueError(
+                f"ca_certs: set, but host {_without_userinfo(plain[0])} is plain http://; "
+                "expected https:// hosts with ca_certs (or no ca_certs)"
+            )
         return self
 
     @property
     def data_stream(self) -> str:
         """The `azure.open_ai` data stream; every dataset's is `Dataset.data_stream(namespace)`."""
         return known_datasets.OPEN_AI.data_stream(self.namespace)
+
+
+ES_DEFAULT_PORT = 9200
+
+
+def es_host_url(text: str) -> str:
+    """An `elasticsearch.hosts` entry as the full URL the client needs.
+
+    Beats-style `host:port` (no scheme) means https; a host without a port gets Elasticsearch's 9200,
+    except an explicit `https://` URL, which keeps the URL default 443 as the client does (Elastic Cloud
+    endpoints). Raises ValueError with a one-line message naming the entry (credentials left out).
+    """
+    raw = text.strip()
+    shown = _without_userinfo(raw)
+    if not raw:
+        raise ValueError("empty host; expected a URL such as https://localhost:9200")
+    explicit = re.match(r"(?i)^([a-z][a-z0-9+.-]*)://", raw)
+    scheme = explicit.group(1).lower() if explicit else "https"
+    if scheme not in ("http", "https"):
+        raise ValueError(f"host {shown!r} has scheme {scheme!r}; expected http or https")
+    parts = urlsplit(raw if explicit else "https://" + raw)
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError(f"host {shown!r} has no valid port; expected host:port such as localhost:9200") from None
+    if not parts.hostname or parts.query or parts.fragment:
+        raise ValueError(f"host {shown!r} is not host:port or a URL such as https://localhost:9200")
+    if port is None and not (explicit and scheme == "https"):
+        port = ES_DEFAULT_PORT
+    netloc = parts.netloc if port is None or parts.port is not None else f"{parts.netloc}:{port}"
+    return str(urlunsplit((scheme, netloc, parts.path.rstrip("/"), "", "")))
+
+
+def cloud_id_host(value: str) -> str:
+    """The Elasticsearch host encoded in an Elastic Cloud id (`<name>:<base64 of host$es$kibana>`)."""
+    expected = "expected <deployment name>:<base64 id> as shown in the Elastic Cloud console"
+    _, colon, encoded = value.partition(":")
+    try:
+        decoded = base64.b64decode(encoded.encode("ascii")).decode("ascii")
+    except (ValueError, UnicodeError):
+        decoded = ""
+    parts = decoded.split("$")
+    if not colon or len(parts) < 2 or not parts[0] or not parts[1]:
+        raise ValueError(f"not an Elastic Cloud id; {expected}")
+    host, _, port = parts[0].rpartition(":") if ":" in parts[0] else (parts[0], "", "")
+    if not host or (port and not port.isdigit()):
+        raise ValueError(f"the Elastic Cloud id names no valid host; {expected}")
+    return f"{parts[1]}.{host}"
+
+
+def _without_userinfo(url: str) -> str:
+    return re.sub(r"//[^/@\s]*@", "//", url)
 
 
 class Ndjson(_Strict):
@@ -333,8 +408,8 @@ class Inventory(_Strict):
 
     enabled: bool = True
     # Every account's deployments are read once per interval; each cycle reads its share.
-    interval: PositiveInt = 3600
-    catalogue_refresh: PositiveInt = 86400
+    interval: Annotated[int, Duration(gt=0)] = 3600
+    catalogue_refresh: Annotated[int, Duration(gt=0)] = 86400
     concurrency: Annotated[int, Field(ge=1, le=64)] = 4
 
 
@@ -346,13 +421,14 @@ class Logging(_Strict):
 class Config(_Strict):
     # The Elastic datasets to write (datasets.py); the preview agent metrics are opt-in.
     datasets: list[str] = Field(default_factory=lambda: list(known_datasets.DEFAULT_NAMES))
-    period: PositiveInt = 300
+    # Duration-valued keys take integer seconds or a duration string (`300s`, `5m`, `7d`, `PT5M`).
+    period: Annotated[int, Duration(gt=0)] = 300
     timegrain: Literal["PT1M", "PT5M", "PT15M", "PT30M", "PT1H"] = "PT1M"
-    latency: Annotated[int, Field(ge=0, le=86400)] = 240
-    initial_lookback: PositiveInt | None = None
-    max_backfill: Annotated[int, Field(gt=0, le=MAX_BACKFILL)] = 86400
-    backfill_step: PositiveInt = 3600
-    cycle_deadline: PositiveInt | None = None
+    latency: Annotated[int, Duration(ge=0, le=86400)] = 240
+    initial_lookback: Annotated[int, Duration(gt=0)] | None = None
+    max_backfill: Annotated[int, Duration(gt=0, le=MAX_BACKFILL)] = 86400
+    backfill_step: Annotated[int, Duration(gt=0)] = 3600
+    cycle_deadline: Annotated[int, Duration(gt=0)] | None = None
     # Default: Elasticsearch when an `elasticsearch` section is configured, NDJSON otherwise.
     output: Literal["elasticsearch", "ndjson"] | None = None
     azure: Azure = Field(default_factory=Azure)
@@ -442,14 +518,17 @@ class Config(_Strict):
 # --------------------------------------------------------------------------------------------- loading
 
 
-def resolve_path(explicit: str | None, environ: Mapping[str, str] | None = None) -> Path | None:
-    """`--config`, then `$METRICS_POLLER_CONFIG`, then ./config/poller.yaml, then /etc/…; None if none exist."""
+def resolve_path(
+    explicit: str | None, environ: Mapping[str, str] | None = None, search: Sequence[Path] = DEFAULT_PATHS
+) -> Path | None:
+    """`--config`, then `$METRICS_POLLER_CONFIG`, then the first of `search` that exists (./config/poller.yaml,
+    /etc/metrics-poller/poller.yaml); None if none does."""
     environ = os.environ if environ is None else environ
     if explicit:
         return Path(explicit)
     if environ.get(CONFIG_ENV):
         return Path(environ[CONFIG_ENV])
-    for candidate in DEFAULT_PATHS:
+    for candidate in search:
         if candidate.is_file():
             return candidate
     return None

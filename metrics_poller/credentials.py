@@ -7,6 +7,7 @@ the simulator) are reached through the same settings a user sets: authority host
 from __future__ import annotations
 
 import logging
+import re
 import ssl
 from functools import cache
 from typing import Any
@@ -31,6 +32,22 @@ PUBLIC_AUTHORITY = "https://login.microsoftonline.com"
 USER_AGENT = f"metrics-poller/{__version__}"
 # Connecting should be quick; a slow *answer* is bounded by request_timeout instead.
 CONNECT_TIMEOUT_CAP = 10.0
+
+
+_AADSTS = re.compile(r"\b(AADSTS\d+):\s*(.*?\.)(?=\s|$)", re.S)
+# aiohttp writes `Cannot connect to host h:443 ssl:<ssl.SSLContext object at 0x…> [cause]`.
+_SSL_REPR = re.compile(r"\s+ssl:(?:<[^>]*>|\S+)")
+
+
+def describe_error(text: str) -> str:
+    """An Entra ID or connection error in one short line: the AADSTS code and its first sentence (never
+    the JSON body azure-identity appends), and the host and cause of a failed connection without
+    aiohttp's `ssl:<SSLContext …>` repr."""
+    aadsts = _AADSTS.search(text)
+    if aadsts:
+        return f"{aadsts.group(1)}: {' '.join(aadsts.group(2).split())}"
+    text = text.split("\nContent:", 1)[0]
+    return _SSL_REPR.sub("", " ".join(text.split()))
 
 
 def tls_verify(cfg: config.Azure) -> bool | str:

@@ -31,6 +31,10 @@ from metrics_poller.state import CursorStore
 log = logging.getLogger(__name__)
 
 DEFINITION_ATTEMPTS = 3  # accounts tried per (subscription, region) before the region is reported
+MAX_CAUSE_LINES = 20
+NOT_STORED = "retryable documents not stored"
+NOT_FETCHED = "not fetched: Elasticsearch is unreachable"
+SINK_DOWN_REASONS = (NOT_STORED, NOT_FETCHED)
 
 
 class Unreachable(Exception):
@@ -58,6 +62,11 @@ class CycleReport:
     cursors_advanced: int = 0
     failed_accounts: set[str] = field(default_factory=set)
     unreachable: str | None = None
+    # Elasticsearch outage: documents it did not store, their accounts, accounts not fetched because of it.
+    unstored_documents: int = 0
+    unstored_accounts: set[str] = field(default_factory=set)
+    not_fetched: set[str] = field(default_factory=set)
+    sink_problem: str | None = None
     inventory_accounts: int = 0  # accounts whose deployments were read this cycle
     inventory_documents: Counter[str] = field(default_factory=Counter)
 
@@ -71,6 +80,44 @@ class CycleReport:
         if self.unreachable:
             return 3
         return 0 if self.ok else 1
+
+    @property
+    def sink_down(self) -> bool:
+        """Elasticsearch stored nothing of a whole write: it is gone or refusing every write."""
+        return self.sink_problem is not None
+
+    def cause_lines(self, limit: int = MAX_CAUSE_LINES) -> list[str]:
+        """The problems of this cycle, one line per distinct cause with a count, at most `limit` lines
+        whatever the estate size (an outage is not one line per account)."""
+        lines: list[str] = []
+        if self.unstored_accounts or self.not_fetched:
+            extra = f", {len(self.not_fetched):,} more accounts not fetched" if self.not_fetched else ""
+            what = f"Elasticsearch unreachable ({self.sink_problem})" if self.sink_down else "Elasticsearch busy"
+            lines.append(
+                f"{what}: {self.unstored_documents:,} documents of {len(self.unstored_accounts):,} accounts not "
+                f"stored{extra}; they will be fetched again"
+            )
+        for (start, end), keys in sorted(_by_range(self.gaps).items()):
+            sample = f" ({keys[0]})" if len(keys) == 1 else ""
+            lines.append(
+                f"skipped {start:%Y-%m-%dT%H:%MZ}..{end:%Y-%m-%dT%H:%MZ} (older than max_backfill) for "
+                f"{len(keys):,} accounts{sample}"
+            )
+        causes: dict[tuple[str, str], dict[str, Failure]] = {}
+        for failure in self.failures:
+            if failure.scope == "elasticsearch" or failure.reason.endswith(SINK_DOWN_REASONS):
+                continue  # the summary and the line above say it
+            causes.setdefault((failure.scope, _cause(failure)), {}).setdefault(failure.target, failure)
+        ranked = sorted(causes.items(), key=lambda item: (-len(item[1]), item[0]))
+        for (scope, cause), targets in ranked:
+            first = next(iter(targets.values()))
+            if len(targets) == 1:
+                lines.append(f"failed {scope} {first.target}: {first.reason}")
+            else:
+                lines.append(f"{cause}: {len(targets):,} {scope}s failed (e.g. {first.target})")
+        if len(lines) > limit:
+            lines[limit - 1 :] = [f"... and {len(lines) - limit + 1} more causes"]
+        return lines
 
     def summary(self) -> str:
         docs = ", ".join(f"{k} {v}" for k, v in sorted(self.documents.items())) or "none"
@@ -224,14 +271,12 @@ class Poller:
             report.queries += work.query_count
             report.gaps.extend(work.gaps)
         report.units = len(units)
-        for gap in report.gaps:
+        for (start, end), keys in _by_range(report.gaps).items():
             log.warning(
-                "skipping %s to %s for %s (%s %s): older than max_backfill",
-                gap.start.isoformat(),
-                gap.end.isoformat(),
-                gap.account_key,
-                gap.dataset,
-                ",".join(gap.groups),
+                "skipping %s to %s for %d accounts: older than max_backfill",
+                start.isoformat(),
+                end.isoformat(),
+                len(keys),
             )
 
         changes: dict[CursorKey, datetime] = {}
@@ -324,6 +369,11 @@ class Poller:
                 reason = "cycle deadline reached before this window was fetched"
                 self._fail_accounts(report, unit, unit.accounts, reason, blocked)
                 break
+            if report.sink_down:  # Azure keeps the data: fetching what cannot be stored only costs calls
+                report.not_fetched.update(a.key for a in unit.accounts if a.key not in blocked)
+                report.not_fetched -= report.unstored_accounts
+                self._fail_accounts(report, unit, unit.accounts, NOT_FETCHED, blocked)
+                break
             results = await asyncio.gather(*(self.fetcher.fetch(q, deadline) for q in unit.queries(window)))  # type: ignore[attr-defined]
             failed: dict[str, str] = {}
             series = []
@@ -333,7 +383,7 @@ class Poller:
                 series.extend(result.series)
             series = [s for s in series if s.account.key not in failed]
             documents = shape(series, self.context, unit.dataset)
-            outcomes = await self.sink.write(documents) if documents else []
+            outcomes = await self._write(documents, report)
             unstored = self._account_outcomes(unit.dataset, documents, outcomes, report, collect_totals)
             stored_accounts: set[str] = set()
             for account in unit.accounts:
@@ -354,6 +404,17 @@ class Poller:
                 report.newest_bucket = window.end
         return advanced
 
+    async def _write(self, documents: Sequence[Document], report: CycleReport) -> list[Outcome]:
+        """Write to the sink, unless it already stored nothing of a whole write this cycle."""
+        if not documents:
+            return []
+        if report.sink_down:
+            return [Outcome.RETRYABLE] * len(documents)
+        outcomes = await self.sink.write(documents)
+        if all(o is Outcome.RETRYABLE for o in outcomes):
+            report.sink_problem = self.sink.last_problem or "no write acknowledged"
+        return outcomes
+
     def _account_outcomes(
         self,
         dataset: Dataset,
@@ -366,6 +427,10 @@ class Poller:
         for document, outcome in zip(documents, outcomes, strict=True):
             report.documents[outcome.value] += 1
             telemetry.DOCUMENTS.labels(outcome=outcome.value).inc()
+            if outcome is Outcome.RETRYABLE:
+                report.unstored_documents += 1
+                report.unstored_accounts.add(document.account_key)
+                report.not_fetched.discard(document.account_key)
             if not outcome.stored:
                 unstored.setdefault(document.account_key, f"{outcome.value} documents not stored")
                 continue
@@ -383,6 +448,23 @@ class Poller:
                 blocked.add(account.key)
                 report.failed_accounts.add(account.key)
                 report.failures.append(Failure("account", account.id, f"{_group_names(unit)}: {reason}"))
+
+
+def _by_range(gaps: Sequence[Gap]) -> dict[tuple[datetime, datetime], list[str]]:
+    """Accounts per skipped range (an outage gives every account the same one)."""
+    out: dict[tuple[datetime, datetime], list[str]] = {}
+    for gap in gaps:
+        keys = out.setdefault((gap.start, gap.end), [])
+        if gap.account_key not in keys[-1:]:
+            keys.append(gap.account_key)
+    return out
+
+
+def _cause(failure: Failure) -> str:
+    """What a failure shares with others of the same cause: an account's reason without its groups."""
+    if failure.scope == "account":
+        return failure.reason.split(": ", 1)[-1]
+    return failure.reason
 
 
 def _group_names(unit: WorkUnit) -> str:

@@ -245,6 +245,7 @@ class Discoverer:
         failures: list[Failure] = []
         resources: list[dict[str, Any]] = []
         fatal: list[CallError] = []
+        warnings: list[tuple[str, str]] = []
         for outcome in outcomes:
             key = outcome.target.key
             if outcome.resources is not None:
@@ -262,13 +263,15 @@ class Discoverer:
                 fatal.append(err)
             # A transient failure: keep what this target held last time rather than drop its accounts.
             resources.extend(self._by_target.get(key, ()))
-            log.warning("discovery of %s failed: %s", where, err.reason)
+            warnings.append((where, err.reason))
 
-        if len(fatal) == len(targets):
+        if len(fatal) == len(targets):  # one error for all, not one line per target saying the same
             auth = next((e for e in fatal if (e.credential and not e.retryable) or e.status == 401), None)
             if auth is not None:
                 raise AzureAuthError(f"Azure rejected the credential: {auth.reason}")
             raise AzureUnreachable(f"Azure Resource Manager could not be read: {fatal[0].reason}")
+        for where, reason in warnings:
+            log.warning("discovery of %s failed: %s", where, reason)
 
         accounts = select_accounts(resources, self._cfg.kinds)
         if self._cfg.discovery == "resource_graph":

@@ -45,7 +45,7 @@ from metrics_poller.azure_json import (
     resource_id_of,
 )
 from metrics_poller.catalog import AGGREGATION_KEY, canonical_dimension
-from metrics_poller.credentials import client_kwargs, secret_values
+from metrics_poller.credentials import client_kwargs, describe_error, secret_values
 from metrics_poller.model import (
     Account,
     MetricDefinition,
@@ -513,7 +513,7 @@ class Retrier:
         if isinstance(error, ClientAuthenticationError) and capture.status is None:
             # No HTTP exchange with the service happened: the credential itself failed. Entra ID
             # throttling or outages are worth another try; a rejected secret is not.
-            message = scrub(str(error.message or error), self._secrets)
+            message = scrub(describe_error(str(error.message or error)), self._secrets)
             return CallError(
                 f"authentication failed: {message}",
                 credential=True,
@@ -542,8 +542,9 @@ class Retrier:
                 retryable=status in RETRYABLE_STATUS,
             )
         if isinstance(error, AzureError):
+            reason = describe_error(str(error.message))
             return CallError(
-                scrub(f"connection error ({type(error).__name__}): {error.message}", self._secrets),
+                scrub(f"connection error ({type(error).__name__}): {reason}", self._secrets),
                 retryable=True,
             )
         return CallError(scrub(f"unexpected {type(error).__name__}: {error}", self._secrets))
@@ -825,6 +826,56 @@ class Fetcher:
         self._monitor_clients.clear()
         for client in clients:
             await client.close()
+
+    async def probe(self, query: Query, deadline: float) -> CallError | None:
+        """One call for `query` through the route `azure.api` selects (ARM: its first account only),
+        never falling back: None when Azure answered, else its error. For `validate`, which must show
+        the 401 or 403 that `auto` would work around."""
+        group = query.group
+        flt = batch_filter(group.dimensions)
+        top = query.top if flt else None
+        try:
+            if self._cfg.api == "arm":
+                account = query.accounts[0]
+                monitor = self._monitor_client(account.subscription_id)
+
+                async def arm(capture: Capture) -> None:
+                    await monitor.metrics.list(
+                        account.id.lstrip("/"),
+                        timespan=arm_timespan(query.window.start, query.window.end),
+                        interval=query.window.timegrain,
+                        metricnames=",".join(group.metric_names),
+                        aggregation=",".join(group.aggregations),
+                        top=top,
+                        filter=flt,
+                        metricnamespace=query.namespace,
+                        **capture.hooks(),
+                    )
+
+                await self._retrier.run("metrics", arm, _arm_response, deadline, subscription_id=query.subscription_id)
+            else:
+                metrics = self._metrics_client(query.region)
+                request = batch_request(
+                    query.namespace,
+                    query.subscription_id,
+                    [a.id for a in query.accounts],
+                    group.metric_names,
+                    query.window.start,
+                    query.window.end,
+                    query.window.timegrain,
+                    group.aggregations,
+                    top,
+                    order_by(group.aggregations),
+                    flt,
+                )
+
+                async def batch(capture: Capture) -> None:
+                    await send_batch(metrics, request, **capture.hooks())
+
+                await self._retrier.run("getBatch", batch, _batch_values, deadline)
+        except CallError as err:
+            return err
+        return None
 
     # --------------------------------------------------------------------------------- definitions
 

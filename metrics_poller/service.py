@@ -14,14 +14,15 @@ from datetime import UTC, datetime, timedelta
 
 from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from apscheduler.triggers.interval import IntervalTrigger
+from apscheduler.triggers.base import BaseTrigger
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from metrics_poller import telemetry
 from metrics_poller.cycle import CycleReport, Poller
 from metrics_poller.model import Failure
+from metrics_poller.preflight import PreflightError, Problem
 from metrics_poller.sinks import RefusedByConfiguration
-from metrics_poller.windows import floor_time
+from metrics_poller.windows import ceil_time, next_fire
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +57,11 @@ async def start_listener(listen: str, health: telemetry.Health) -> web.AppRunner
     runner = web.AppRunner(health_app(health), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host.strip("[]") or "0.0.0.0", int(port))
-    await site.start()
+    try:
+        await site.start()
+    except OSError as exc:  # taken since the preflight looked: still one line, not a traceback
+        await runner.cleanup()
+        raise PreflightError([Problem("http.listen", f"cannot listen on {listen}: {exc.strerror or exc}")]) from None
     log.info("metrics and health on http://%s/metrics, /healthz, /readyz", listen)
     return runner
 
@@ -90,6 +95,22 @@ def watchdog_interval() -> float | None:
 # ------------------------------------------------------------------------------------------ service
 
 
+class AlignedTrigger(BaseTrigger):  # type: ignore[misc]  # APScheduler 3 ships no type hints
+    """APScheduler trigger firing at every wall-clock multiple of `period` (counted from the Unix
+    epoch, so 300 s means :00, :05, :10 … of every hour, on every host)."""
+
+    def __init__(self, period: timedelta) -> None:
+        self.period = period
+
+    def get_next_fire_time(self, previous_fire_time: datetime | None, now: datetime) -> datetime:
+        if previous_fire_time is None:
+            return ceil_time(now, self.period)
+        return next_fire(previous_fire_time, self.period)
+
+    def __str__(self) -> str:
+        return f"every wall-clock multiple of {self.period.total_seconds():.0f}s"
+
+
 class Service:
     """Runs a cycle at every wall-clock multiple of `period`; never two at once."""
 
@@ -101,6 +122,7 @@ class Service:
         self.stopping = asyncio.Event()
         self.current: asyncio.Task[CycleReport] | None = None
         self.last_report: CycleReport | None = None
+        self.scheduler = AsyncIOScheduler(timezone=UTC)
         self.exit_code = 0
 
     async def fire(self) -> None:
@@ -133,42 +155,44 @@ class Service:
             report.ok or (report.unreachable is None and report.cursors_advanced > 0), report.newest_bucket
         )
         (log.info if report.ok else log.warning)(report.summary())
-        for failure in report.failures[:20]:
-            log.warning("%s %s: %s", failure.scope, failure.target, failure.reason)
+        for line in report.cause_lines():
+            log.warning("%s", line)
         sd_notify("WATCHDOG=1")
         return report
 
     def schedule(self, scheduler: AsyncIOScheduler, now: datetime | None = None) -> None:
-        period = timedelta(seconds=self.cfg.period)
-        start = floor_time(now or datetime.now(UTC), period)
         scheduler.add_job(
             self.fire,
-            IntervalTrigger(seconds=self.cfg.period, start_date=start, timezone=UTC),
+            AlignedTrigger(timedelta(seconds=self.cfg.period)),
             id="cycle",
             max_instances=1,  # no overlapping cycles
             coalesce=True,  # after a stall, run once, not once per missed period
             misfire_grace_time=max(1, self.cfg.period // 2),
-            next_run_time=datetime.now(UTC),  # first cycle right away, then aligned
+            next_run_time=now or datetime.now(UTC),  # first cycle right away, then on the multiples
         )
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stopping.set)
-        runner = await start_listener(self.cfg.http.listen, self.health) if self.cfg.http.listen else None
-        scheduler = AsyncIOScheduler(timezone=UTC)
-        self.schedule(scheduler)
-        scheduler.start()
-        sd_notify("READY=1")
-        watchdog = asyncio.create_task(self._watchdog())
+        runner: web.AppRunner | None = None
+        watchdog: asyncio.Task[None] | None = None
+        scheduler = self.scheduler
         try:
+            if self.cfg.http.listen:
+                runner = await start_listener(self.cfg.http.listen, self.health)
+            self.schedule(scheduler)
+            scheduler.start()
+            sd_notify("READY=1")
+            watchdog = asyncio.create_task(self._watchdog())
             await self.stopping.wait()
             log.info("stopping")
             sd_notify("STOPPING=1")
             scheduler.shutdown(wait=False)
             await self._finish_current()
         finally:
-            watchdog.cancel()
+            if watchdog is not None:
+                watchdog.cancel()
             if runner is not None:
                 await runner.cleanup()
             await self.poller.close()

@@ -134,3 +134,9 @@ def setup_logging(level: str = "INFO", fmt: str = "auto") -> None:
     # The Azure SDKs log every request (with URLs) at INFO; keep them quiet.
     for noisy in ("azure", "msal", "elastic_transport", "elasticsearch", "apscheduler", "aiohttp.access"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # elastic_transport warns "Node … has failed" on every failed request; the sink and the cycle
+    # summary already count those, so an outage is not one line per retry.
+    logging.getLogger("elastic_transport").setLevel(logging.ERROR)
+    # azure-identity logs every failed token request at WARNING with Entra ID's whole JSON answer; the
+    # poller reports the failure itself, once, as one line (DEBUG shows both).
+    logging.getLogger("azure.identity").setLevel(logging.DEBUG if level == "DEBUG" else logging.ERROR)

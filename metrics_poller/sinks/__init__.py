@@ -16,6 +16,9 @@ class RefusedByConfiguration(Exception):
 class Sink(Protocol):
     """Stores documents and says, per document and in order, what became of each."""
 
+    # Why the last write left documents unstored (one line, no secrets), for the cycle summary.
+    last_problem: str | None
+
     async def write(self, documents: Sequence[Document]) -> list[Outcome]:
         """One outcome per document, in the same order."""
         ...

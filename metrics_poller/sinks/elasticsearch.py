@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import orjson
-from elastic_transport import ConnectionTimeout, TransportError
+from elastic_transport import ConnectionTimeout, TlsError, TransportError
 from elasticsearch import (
     ApiError,
     AsyncElasticsearch,
@@ -52,6 +52,10 @@ _URL_USERINFO = re.compile(r"//[^/@\s]+@")
 
 class SinkError(Exception):
     """The sink cannot work at all (credentials, privileges, unreachable cluster); one line, no secrets."""
+
+
+class CredentialsRejected(SinkError):
+    """Elasticsearch answered 401: no request with these credentials can succeed."""
 
 
 class SinkConfigError(SinkError, RefusedByConfiguration):
@@ -91,6 +95,46 @@ def build_client(cfg: ElasticsearchConfig) -> AsyncElasticsearch:
         options["ssl_show_warn"] = False
     options.update(auth_options(cfg))
     return AsyncElasticsearch(**options)
+
+
+async def probe(cfg: ElasticsearchConfig) -> tuple[str, str, bool] | None:
+    """One authenticated `GET /` (preflight). None when the cluster answered and took the credentials
+    (a 403 means they authenticated but lack `monitor`, which writing does not need); otherwise
+    (subject, one-line message, unreachable)."""
+    server = f"cloud_id {cfg.cloud_id.partition(':')[0]!r}" if cfg.cloud_id else ", ".join(map(_no_userinfo, cfg.hosts))
+    secrets = secrets_of(cfg)
+    client = build_client(cfg)
+    try:
+        await client.options(max_retries=0).info()
+    except AuthenticationException as exc:
+        return credential_key(cfg), f"refused by Elasticsearch at {server} ({describe(exc, secrets)})", False
+    except AuthorizationException:
+        return None
+    except TlsError as exc:
+        hint = "check the URL scheme, elasticsearch.ca_certs or elasticsearch.verify_certs"
+        return f"elasticsearch at {server}", f"TLS failed ({describe(exc, secrets)}); {hint}", False
+    except ApiError as exc:
+        return f"elasticsearch at {server}", f"not usable: {describe(exc, secrets)}", exc.meta.status >= 500
+    except TransportError as exc:
+        return f"elasticsearch at {server}", f"unreachable: {describe(exc, secrets)}", True
+    finally:
+        await client.close()
+    return None
+
+
+def credential_key(cfg: ElasticsearchConfig) -> str:
+    """The configuration key of the credential the client sends (see `auth_options`)."""
+    if cfg.api_key is not None:
+        return "elasticsearch.api_key"
+    if cfg.bearer_token is not None:
+        return "elasticsearch.bearer_token"
+    if cfg.username is not None:
+        return "elasticsearch.username/password"
+    return "elasticsearch (no api_key, bearer_token or username configured)"
+
+
+def _no_userinfo(url: str) -> str:
+    return _URL_USERINFO.sub("//", url)
 
 
 def auth_options(cfg: ElasticsearchConfig) -> dict[str, Any]:
@@ -158,8 +202,12 @@ def describe(exc: BaseException, secrets: Sequence[str] = ()) -> str:
 
 
 def _auth_error(exc: ApiError, secrets: Sequence[str]) -> SinkError:
-    what = "authentication failed" if exc.meta.status == 401 else "the credentials lack a privilege"
-    return SinkError(f"Elasticsearch {what}: {describe(exc, secrets)}")
+    if exc.meta.status == 401:
+        return CredentialsRejected(
+            f"Elasticsearch rejected the credentials ({describe(exc, secrets)}); check elasticsearch.api_key, "
+            "username/password or bearer_token (or their *_file)"
+        )
+    return SinkError(f"Elasticsearch: the credentials lack a privilege: {describe(exc, secrets)}")
 
 
 # ---------------------------------------------------------------------------------------------- setup
@@ -216,6 +264,10 @@ async def ensure_templates(
             for line in await setup(client, cfg, (dataset,)):
                 log.info("setup: %s", line)
             installed.append(dataset.name)
+        except CredentialsRejected:  # `metrics-poller setup` would be refused as well: no advice to run it
+            raise
+        except AuthenticationException as exc:
+            raise _auth_error(exc, secrets_of(cfg)) from None
         except (SinkError, ApiError, TransportError) as exc:
             log.warning(
                 "no index template governs %s and installing one failed (%s); run `metrics-poller setup` "
@@ -588,6 +640,7 @@ class ElasticsearchSink:
         self._secrets = secrets_of(cfg)
         self._semaphore = asyncio.Semaphore(cfg.concurrency)
         self._dead_letter_lock = asyncio.Lock()
+        self.last_problem: str | None = None
 
     async def write(self, documents: Sequence[Document]) -> list[Outcome]:
         """Store `documents`; one outcome per document, in input order.
@@ -662,7 +715,8 @@ class ElasticsearchSink:
             pending = await self._settle(target, pending, items, documents, outcomes)
             if not pending:
                 return
-        log.warning(
+        # Counted in the cycle summary with its cause, not once per batch (an outage is many batches).
+        log.debug(
             "%d documents not stored after %d bulk attempts; they will be fetched again",
             len(pending),
             self._cfg.retry_attempts,
@@ -708,14 +762,16 @@ class ElasticsearchSink:
         except ApiError as exc:
             if exc.meta.status == 413:
                 raise _TooLarge from None
+            self.last_problem = describe(exc, self._secrets)
             if exc.meta.status in RETRY_STATUSES:
-                log.info("bulk request refused, will retry: %s", describe(exc, self._secrets))
+                log.debug("bulk request refused, will retry: %s", self.last_problem)
                 return None
             # A whole-request rejection is not the documents' fault: leave them RETRYABLE.
-            log.error("bulk request rejected: %s", describe(exc, self._secrets))
+            log.error("bulk request rejected: %s", self.last_problem)
             raise _Abandon from None
         except TransportError as exc:
-            log.info("bulk request failed, will retry: %s", describe(exc, self._secrets))
+            self.last_problem = describe(exc, self._secrets)
+            log.debug("bulk request failed, will retry: %s", self.last_problem)
             return None
         items = response.body.get("items")
         return list(items) if isinstance(items, list) else []

@@ -14,6 +14,8 @@ from metrics_poller.model import Document, Outcome
 class NdjsonSink:
     """Writes each `document.body` as a line; every document counts as created."""
 
+    last_problem: str | None = None  # a failed write raises instead
+
     def __init__(self, path: str) -> None:
         self._path = path
         self._owned = path != "-"

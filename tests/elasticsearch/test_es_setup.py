@@ -113,5 +113,5 @@ async def test_setup_auth_failure_is_one_clear_line(namespace: str) -> None:
         finally:
             await client.close()
     message = str(caught.value)
-    assert "authentication failed" in message and "\n" not in message
+    assert "rejected the credentials" in message and "\n" not in message
     assert "wrong-key-abcdefghij" not in message

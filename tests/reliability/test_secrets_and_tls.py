@@ -77,11 +77,12 @@ def test_wrong_client_secret_and_es_key_never_appear_in_any_output(sim: Simulato
             result = cli(path, command)
             assert result.returncode != 0, (command, result.stdout, result.stderr)
             assert_clean(result.stdout + result.stderr, WRONG_CLIENT_SECRET, ES_API_KEY)
-        # With the right Azure secret the run reaches Elasticsearch, which refuses the key: one line, exit 3.
+        # With the right Azure secret the preflight reaches Elasticsearch, which refuses the key: one line
+        # naming the key, exit 2 (a configuration error: restarting cannot fix it).
         data["azure"]["credential"]["client_secret"] = sim.client_secret
         result = cli(write_config(data, tmp_path / "poller.yaml"), "once")
-    assert result.returncode == 3, result.stdout + result.stderr
-    assert "error: Elasticsearch authentication failed" in result.stderr
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "preflight: elasticsearch.api_key: refused by Elasticsearch" in result.stderr
     assert_clean(result.stdout + result.stderr, sim.client_secret, ES_API_KEY)
 
 

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -56,3 +61,50 @@ def read_ndjson(path: Path) -> list[dict[str, Any]]:
     if not path.exists():
         return []
     return [orjson.loads(line) for line in path.read_bytes().splitlines() if line.strip()]
+
+
+# The console script pip installed next to this interpreter: the command exactly as users run it.
+INSTALLED = Path(sys.executable).with_name("metrics-poller")
+
+
+def command(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """Run the installed `metrics-poller` with none of this environment's METRICS_POLLER* variables."""
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("METRICS_POLLER")}
+    environ.update(env or {})
+    return subprocess.run([str(INSTALLED), *args], capture_output=True, text=True, timeout=timeout, env=environ)
+
+
+def main(*args: str) -> tuple[int, str, str]:
+    """`metrics-poller ARGS` in this process (no interpreter start-up): exit code, stdout, stderr."""
+    from metrics_poller import cli
+
+    out, err = io.StringIO(), io.StringIO()
+    saved = {k: os.environ.pop(k) for k in list(os.environ) if k.startswith("METRICS_POLLER")}
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = cli.main(list(args))
+    finally:
+        os.environ.update(saved)
+    return code, out.getvalue(), err.getvalue()
+
+
+# The command users run: the console script installed next to this interpreter (`make install`).
+POLLER = str(Path(sys.executable).with_name("metrics-poller"))
+
+
+def clean_environ(**extra: str) -> dict[str, str]:
+    """This process's environment without any METRICS_POLLER* variable of the user running the tests."""
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("METRICS_POLLER")}
+    environ.update(extra)
+    return environ
+
+
+def run_poller(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: float = 90
+) -> subprocess.CompletedProcess[str]:
+    """Run the installed `metrics-poller` as a user would, in a scrubbed environment."""
+    return subprocess.run(
+        [POLLER, *args], capture_output=True, text=True, timeout=timeout, env=clean_environ(**(env or {})), cwd=cwd
+    )

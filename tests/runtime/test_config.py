@@ -38,9 +38,9 @@ def test_defaults_are_valid_and_documented_values() -> None:
         ({"azure": {"endpoints": {"resource_manager": "http://x"}}}, "azure.endpoints.resource_manager", "https://"),
         ({"azure": {"resource_ids": ["nope"]}}, "azure.resource_ids", "ARM resource id"),
         ({"azure": {"metric_groups": ["requests", "bogus"]}}, "azure.metric_groups", "unknown metric group"),
-        ({"max_backfill": 94 * 86400}, "max_backfill", "less than or equal"),
+        ({"max_backfill": 94 * 86400}, "max_backfill", "at most 8035200 seconds"),
         ({"elasticsearch": {"namespace": "Prod"}}, "elasticsearch.namespace", "lower-case"),
-        ({"elasticsearch": {"retention": "90 days"}}, "elasticsearch.retention", "time value"),
+        ({"elasticsearch": {"retention": "90 days"}}, "elasticsearch.retention", "expected a duration"),
         ({"shard": {"index": 3, "count": 2}}, "shard.index", "below shard.count"),
         ({"output": "kafka"}, "output", "'elasticsearch' or 'ndjson'"),
         ({"surprise": 1}, "surprise", "unknown key"),
@@ -115,10 +115,18 @@ def test_load_reports_yaml_errors_with_a_line_number(tmp_path: Path) -> None:
 
 
 def test_resolve_path_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The search path is passed in, so a poller installed on this host (/etc/metrics-poller/poller.yaml)
+    # cannot change the outcome; `system` stands in for it.
     monkeypatch.chdir(tmp_path)
-    assert config.resolve_path(None, {}) is None
+    system = tmp_path / "etc/metrics-poller/poller.yaml"
+    search = (Path("config/poller.yaml"), system)
+    assert config.resolve_path(None, {}, search) is None
+    system.parent.mkdir(parents=True)
+    system.write_text("{}")
+    assert config.resolve_path(None, {}, search) == system
     (tmp_path / "config").mkdir()
     (tmp_path / "config" / "poller.yaml").write_text("{}")
-    assert config.resolve_path(None, {}) == Path("config/poller.yaml")
-    assert config.resolve_path(None, {"METRICS_POLLER_CONFIG": "/x.yaml"}) == Path("/x.yaml")
-    assert config.resolve_path("/y.yaml", {"METRICS_POLLER_CONFIG": "/x.yaml"}) == Path("/y.yaml")
+    assert config.resolve_path(None, {}, search) == Path("config/poller.yaml")
+    assert config.resolve_path(None, {"METRICS_POLLER_CONFIG": "/x.yaml"}, search) == Path("/x.yaml")
+    assert config.resolve_path("/y.yaml", {"METRICS_POLLER_CONFIG": "/x.yaml"}, search) == Path("/y.yaml")
+    assert (Path("config/poller.yaml"), Path("/etc/metrics-poller/poller.yaml")) == config.DEFAULT_PATHS
