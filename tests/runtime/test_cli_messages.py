@@ -66,9 +66,11 @@ def test_elasticsearch_401_says_the_credentials_were_rejected(sim: Simulator, tm
         stored = es.documents("metrics-azure.open_ai-default")
         assert sim.call_count("getBatch") == before, "metrics were fetched for an Elasticsearch that refuses us"
     output = result.stdout + result.stderr
-    assert result.returncode == 3, output
-    assert "error: Elasticsearch rejected the credentials (HTTP 401" in result.stderr
-    assert "elasticsearch.api_key" in result.stderr
+    # Caught by the preflight, before any Azure call: a configuration error (exit 2, systemd does not
+    # restart on it), one line naming the key.
+    assert result.returncode == 2, output
+    assert "preflight: elasticsearch.api_key: refused by Elasticsearch" in result.stderr
+    assert "(HTTP 401" in result.stderr
     assert "metrics-poller setup" not in output, "running setup cannot fix rejected credentials"
     assert "wrong-value" not in output
     assert not stored
