@@ -146,9 +146,9 @@ def test_basic_auth_is_checked() -> None:
     assert "Basic" in headers["WWW-Authenticate"]
 
 
-def test_bulk_throughput_is_not_the_bottleneck(docs: Any) -> None:
-    """Server-side bulk processing (parse, mapping checks, storage) of 20k documents. The bar is
-    deliberately low so a busy CI machine passes; an idle one does several times better."""
+def test_a_20000_document_bulk_is_stored_whole(docs: Any) -> None:
+    """Server-side bulk processing (parse, mapping checks, storage) of 20k documents in one request.
+    Its speed belongs in the benchmarks, not in a timed test."""
     store = Store()
     built = templates.build()
     store.component_templates.update(built.component_templates)
@@ -156,9 +156,6 @@ def test_bulk_throughput_is_not_the_bottleneck(docs: Any) -> None:
         store.put_index_template(name, body)
     documents = docs.requests("default", 20000)
     body = b"".join(orjson.dumps({"create": {"_id": d.id}}) + b"\n" + orjson.dumps(d.source) + b"\n" for d in documents)
-    started = time.perf_counter()
     with store.lock:
         response = store.bulk(body, "metrics-azure.open_ai-default")
-    rate = len(documents) / (time.perf_counter() - started)
     assert response["errors"] is False and len(response["items"]) == 20000
-    assert rate > 15000, f"{rate:.0f} docs/s"

@@ -38,7 +38,7 @@ async def test_setup_then_write_and_rewrite_in_both_modes(
     assert any(line.startswith("elasticsearch: privileges ok") for line in lines) or any(
         "security is not enabled" in line for line in lines
     )
-    assert lines[-1] == "elasticsearch: templates installed and current"
+    assert lines[-1].endswith(": templates installed and current")
 
 
 async def test_a_writer_only_api_key_writes_and_validates_but_cannot_set_up(
