@@ -135,6 +135,24 @@ def test_the_installed_command_stops_before_azure(
     assert sim.calls == {}
 
 
+@pytest.mark.parametrize("subcommand", ["validate", "setup"])
+def test_validate_and_setup_name_a_missing_ca_bundle_before_any_call(
+    sim: Simulator, es: ElasticsearchServer, tmp_path: Path, subcommand: str
+) -> None:
+    """Found by the configuration fuzz: the client refused to be built, and `validate` printed a
+    traceback after polling Azure."""
+    change, code, expected = CASES["ca_certs missing"]
+    data = change(poller_config(sim, tmp_path), tmp_path, es)
+    sim.reset_calls()
+    result = command(subcommand, "--config", str(write_config(data, tmp_path / "poller.yaml")))
+    assert result.returncode == code, result.stdout + result.stderr
+    assert result.stdout == ""
+    assert [line for line in result.stderr.splitlines() if expected in line] == result.stderr.splitlines()
+    assert len(result.stderr.splitlines()) == 1
+    assert sim.calls == {}
+    assert not es.requests, es.requests
+
+
 def test_run_with_its_port_taken_is_one_line_and_closes_everything(
     sim: Simulator, es: ElasticsearchServer, tmp_path: Path
 ) -> None:
