@@ -13,6 +13,7 @@ import asyncio
 import errno
 import os
 import socket
+import ssl
 import tempfile
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -174,8 +175,15 @@ async def elasticsearch_files(ctx: Context) -> list[Problem]:
     # Checked here, not when the configuration is read: in a pod the file is a mounted secret.
     ca_certs = ctx.cfg.elasticsearch.ca_certs
     wanted = ctx.command == "setup" or _uses_elasticsearch(ctx.cfg)
-    if wanted and ca_certs and not Path(ca_certs).is_file():
+    if not wanted or not ca_certs:
+        return []
+    if not Path(ca_certs).is_file():
         return [Problem("elasticsearch.ca_certs", f"no such file {ca_certs}; expected a PEM CA bundle")]
+    try:  # what the client does with it (elastic_transport's node), so a bad file fails here, not there
+        ssl.create_default_context().load_verify_locations(cafile=ca_certs)
+    except (ssl.SSLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", None) or type(exc).__name__
+        return [Problem("elasticsearch.ca_certs", f"cannot read {ca_certs} ({reason}); expected a PEM CA bundle")]
     return []
 
 

@@ -92,6 +92,11 @@ CASES: dict[str, tuple[Case, int, str]] = {
         2,
         "preflight: elasticsearch.ca_certs: no such file",
     ),
+    "ca_certs not a PEM bundle": (
+        lambda d, t, e: _with_es(d, e, hosts=["https://127.0.0.1:9200"], ca_certs=str(_blocker(t))),
+        2,
+        "preflight: elasticsearch.ca_certs: cannot read",
+    ),
     "ca_certs with an http:// host": (
         lambda d, t, e: _with_es(d, e, ca_certs=str(_blocker(t))),
         2,
@@ -135,13 +140,14 @@ def test_the_installed_command_stops_before_azure(
     assert sim.calls == {}
 
 
+@pytest.mark.parametrize("case", ["ca_certs missing", "ca_certs not a PEM bundle"])
 @pytest.mark.parametrize("subcommand", ["validate", "setup"])
-def test_validate_and_setup_name_a_missing_ca_bundle_before_any_call(
-    sim: Simulator, es: ElasticsearchServer, tmp_path: Path, subcommand: str
+def test_validate_and_setup_name_a_bad_ca_bundle_before_any_call(
+    sim: Simulator, es: ElasticsearchServer, tmp_path: Path, subcommand: str, case: str
 ) -> None:
     """Found by the configuration fuzz: the client refused to be built, and `validate` printed a
     traceback after polling Azure."""
-    change, code, expected = CASES["ca_certs missing"]
+    change, code, expected = CASES[case]
     data = change(poller_config(sim, tmp_path), tmp_path, es)
     sim.reset_calls()
     result = command(subcommand, "--config", str(write_config(data, tmp_path / "poller.yaml")))
