@@ -344,10 +344,6 @@ async def test_permanent_per_metric_error_leaves_the_metric_out_until_definition
     assert_intact(sim, results)
 
 
-@pytest.mark.xfail(
-    reason="fails in full clean-clone runs since this session's merges, passes alone; open in the session note",
-    strict=False,
-)
 @pytest.mark.parametrize("code", ["InternalError", "Throttled", "SomethingNew"])
 async def test_other_per_metric_errors_keep_the_window_for_the_next_cycle(sim: Simulator, code: str) -> None:
     """Any other errorCode may pass: the account's family is fetched again, like a failed call."""
