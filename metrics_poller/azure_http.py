@@ -243,21 +243,6 @@ class Counter:
     calls: int = 0
 
 
-_ARM_READS: dict[str, int] = {}
-
-
-def note_arm_reads(subscription_id: str, headers: Mapping[str, str]) -> None:
-    """Export the lowest remaining ARM read budget seen across subscriptions."""
-    value = headers.get(ARM_READS_HEADER)
-    if value is None:
-        return
-    try:
-        _ARM_READS[subscription_id.lower()] = int(value)
-    except ValueError:
-        return
-    telemetry.ARM_REMAINING_READS.set(min(_ARM_READS.values()))
-
-
 # ARM read pacing per cloud, (burst, reads per second): the public cloud's regional token bucket (250
 # reads refilled at 25/s per subscription and principal, 2024+); the sovereign clouds document the older
 # 12,000 reads per hour per principal and subscription (azure-monitor.md §6), paced as a bucket that
@@ -327,6 +312,7 @@ class Pacing:
     def __init__(self) -> None:
         self.holds = Holds()
         self._buckets: dict[tuple[str, str], TokenBucket] = {}
+        self._remaining: dict[str, int] = {}  # ARM's own count of reads left, per subscription
 
     def bucket(self, cloud: str, subscription_id: str, now: float) -> TokenBucket:
         """The read bucket of `subscription_id` in `cloud`, paced as that cloud's `ARM_READ_PACING`."""
@@ -336,6 +322,17 @@ class Pacing:
             burst, rate = ARM_READ_PACING[cloud]
             bucket = self._buckets[key] = TokenBucket(burst, rate, burst, now)
         return bucket
+
+    def note_reads(self, subscription_id: str, headers: Mapping[str, str]) -> None:
+        """Export the lowest remaining ARM read budget ARM reported across subscriptions."""
+        value = headers.get(ARM_READS_HEADER)
+        if value is None:
+            return
+        try:
+            self._remaining[subscription_id.lower()] = int(value)
+        except ValueError:
+            return
+        telemetry.ARM_REMAINING_READS.set(min(self._remaining.values()))
 
 
 class Retrier:
@@ -421,7 +418,7 @@ class Retrier:
             if status in THROTTLE_STATUS:
                 telemetry.AZURE_THROTTLED.labels(route=route, status=str(status)).inc()
             if subscription_id is not None:
-                note_arm_reads(subscription_id, capture.headers)
+                self._pacing.note_reads(subscription_id, capture.headers)
 
             if error is None or (status == 200 and _sdk_digest_error(error)):
                 try:
