@@ -101,7 +101,7 @@ async def _cycle(params: dict[str, Any]) -> dict[str, Any]:
         by_route[route] = by_route.get(route, 0) + n
     return {
         "ok": report.ok,
-        "failures": [f"{f.scope} {f.subject}: {f.reason}" for f in report.failures[:5]],
+        "failures": [f"{f.scope} {f.target}: {f.reason}" for f in report.failures[:5]],
         "accounts": report.accounts,
         "units": report.units,
         "queries": report.queries,

@@ -114,7 +114,7 @@ async def test_an_outage_keeps_the_pod_alive_while_readiness_and_data_lag_report
             if outage == "elasticsearch":
                 es.inject("bulk_503", times=100_000)
             else:
-                sim.faults.add(FaultRule(route="getBatch", kind="503", times=100_000))
+                sim.faults.add(FaultRule(route="getBatch", kind="503", times=100_000, retry_after=0))
             try:
                 assert await probe.status("/healthz") == 200
                 assert await probe.status("/readyz") == 503
