@@ -10,7 +10,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from metrics_poller import __version__
+from metrics_poller import __version__, datasets
 from metrics_poller.config import Config, ConfigError
 from metrics_poller.cycle import Poller, utcnow
 from metrics_poller.inventory_cycle import Inventory
@@ -64,7 +64,6 @@ async def create_poller(
         es_client = build_client(cfg.elasticsearch)
     if sink is None:
         if cfg.output == "elasticsearch":
-            from metrics_poller import datasets
             from metrics_poller.sinks.elasticsearch import ensure_templates, preflight
 
             try:
@@ -79,7 +78,9 @@ async def create_poller(
         store = build_store(cfg, es_client)
     poller = Poller(
         cfg,
-        discoverer=Discoverer(cfg.azure, credential),
+        discoverer=Discoverer(
+            cfg.azure, credential, resource_types={d.resource_type for d in datasets.select(cfg.datasets)}
+        ),
         fetcher=Fetcher(cfg.azure, credential),
         sink=sink,
         store=store,
