@@ -72,7 +72,12 @@ def test_agent_metrics_of_every_project_equal_the_ground_truth(
     assert result.perfect, result.summary()
     assert result.expected > 100
     # Every catalogued metric the simulator has data for, and every aggregation it offers, was stored.
-    stored_fields = {f"{m}.{s}" for d in agent_documents(documents) for m, a in d["azure"]["ai_foundry"]["agent"].items() for s in a}
+    stored_fields = {
+        f"{metric}.{suffix}"
+        for document in agent_documents(documents)
+        for metric, aggregates in document["azure"]["ai_foundry"]["agent"].items()
+        for suffix in aggregates
+    }
     expected_fields = {name for values in expected.values() for name in values}
     assert stored_fields == expected_fields
     assert {"agent_runs.count", "agent_input_tokens.total", "toolbox_tools_visible.min"} <= stored_fields
@@ -98,12 +103,12 @@ def test_agent_documents_carry_the_project_as_their_resource(agent_sim: Simulato
         assert azure["timegrain"] == "PT1M"
         assert document["cloud"] == {"provider": "azure", "region": project.location}
         assert document["event"]["dataset"] == "azure.ai_foundry.agent"
-        assert document["data_stream"] == {"dataset": "azure.ai_foundry.agent", "namespace": "default", "type": "metrics"}
+        stream = {"dataset": "azure.ai_foundry.agent", "namespace": "default", "type": "metrics"}
+        assert document["data_stream"] == stream
         assert set(azure) >= {"ai_foundry", "dimensions"} and set(azure["ai_foundry"]) == {"agent"}
         assert azure["dimensions"]["fingerprint"]
         if project.tags:
             assert azure["resource"]["tags"] == dict(sorted(project.tags.items()))
-    # The same cycle again writes the same `_id`s (deterministic): nothing new is created.
     assert len({d["azure"]["dimensions"]["fingerprint"] for d in agent}) > 10
 
 
