@@ -325,8 +325,8 @@ class Discoverer:
         """Where the selected accounts' projects are listed: one Resource Graph query, or the configured
         subscription, else each resource group holding a selected account (a project lives in its
         account's group)."""
-        if self._cfg.discovery == "resource_graph":
-            return [_Target("graph:projects", self._cfg.subscriptions[0].id if self._cfg.subscriptions else "")]
+        if self._cfg.discovery == "resource_graph" and self._cfg.subscriptions:
+            return [_Target("graph:projects", self._cfg.subscriptions[0].id)]
         whole = {s.id.lower() for s in self._cfg.subscriptions if not s.resource_groups}
         targets: dict[str, _Target] = {}
         for account in accounts:
