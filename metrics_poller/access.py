@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
+from metrics_poller.azure_http import CallError
 from metrics_poller.catalog import GROUPS_BY_NAME, MetricGroup
 from metrics_poller.config import Config
 from metrics_poller.model import Account, Query, Window
@@ -28,13 +29,8 @@ _REQUESTS = GROUPS_BY_NAME["requests"]
 PROBE_GROUP = MetricGroup("requests", _REQUESTS.metrics[:1], ("Total",), ())
 
 
-class Failed(Protocol):
-    status: int | None
-    reason: str
-
-
 class Prober(Protocol):
-    async def probe(self, query: Query, deadline: float) -> Failed | None: ...
+    async def probe(self, query: Query, deadline: float) -> CallError | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +59,7 @@ def probe_queries(accounts: Sequence[Account], cfg: Config, now: datetime) -> li
     ]
 
 
-def verdict(query: Query, api: str, error: Failed | None, principal: str | None) -> Verdict:
+def verdict(query: Query, api: str, error: CallError | None, principal: str | None) -> Verdict:
     """One line about one (subscription, region): ok, or what is wrong and how to fix it."""
     route = "per-resource metrics" if api == "arm" else "getBatch"
     where = f"azure metrics {query.subscription_id}/{query.region}"

@@ -250,14 +250,16 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
     async def main() -> int:
         from metrics_poller.access import check_metrics
+        from metrics_poller.azure_http import Pacing, scrub
         from metrics_poller.credentials import build_credential, describe_error, secret_values
         from metrics_poller.cycle import owned
         from metrics_poller.discovery import Discoverer
-        from metrics_poller.fetching import Fetcher, scrub
+        from metrics_poller.fetching import Fetcher
         from metrics_poller.runtime import shard_index
 
         worst = EXIT_OK
         credential = build_credential(cfg.azure)
+        pacing = Pacing()  # discovery and the probes draw on one ARM read budget
         try:
             try:
                 await credential.get_token(cfg.azure.endpoints.resource_manager_audience + "/.default")
@@ -266,7 +268,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
                 reason = scrub(describe_error(str(exc)), secret_values(cfg.azure)) or type(exc).__name__
                 print(f"azure credentials: FAILED: {reason}")
                 return EXIT_UNREACHABLE
-            discoverer = Discoverer(cfg.azure, credential)
+            discoverer = Discoverer(cfg.azure, credential, pacing=pacing)
             try:
                 result = await discoverer.accounts()
                 print(f"azure discovery: ok ({len(result.accounts)} accounts)")
@@ -280,7 +282,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
             finally:
                 await discoverer.close()
             if result is not None:
-                fetcher = Fetcher(cfg.azure, credential)
+                fetcher = Fetcher(cfg.azure, credential, pacing=pacing)
                 try:
                     mine = owned(result.accounts, shard_index(cfg), cfg.shard.count)
                     verdicts = await check_metrics(fetcher, mine, cfg, datetime.now(UTC))

@@ -25,8 +25,7 @@ from azure.mgmt.resourcegraph.aio import ResourceGraphClient
 from azure.mgmt.resourcegraph.models import QueryRequest, QueryRequestOptions
 
 from metrics_poller import config
-from metrics_poller.credentials import client_kwargs
-from metrics_poller.fetching import CallError, Capture, Retrier
+from metrics_poller.azure_http import CallError, Capture, Clients, Pacing, Retrier, arm_kwargs, call_budget
 from metrics_poller.model import ACCOUNT_TYPE, PROJECT_TYPE, Account, Failure
 
 log = logging.getLogger(__name__)
@@ -212,6 +211,8 @@ class Discoverer:
         cfg: config.Azure,
         credential: AsyncTokenCredential,
         clock: Callable[[], float] = time.monotonic,
+        *,
+        pacing: Pacing | None = None,
         resource_types: Collection[str] = (ACCOUNT_TYPE,),
     ) -> None:
         """`resource_types`: what the selected datasets read; projects are listed only when named."""
@@ -219,8 +220,10 @@ class Discoverer:
         self._projects = PROJECT_TYPE.lower() in {t.lower() for t in resource_types}
         self._credential = credential
         self._clock = clock
-        self._retrier = Retrier(cfg, asyncio.Semaphore(cfg.concurrency), clock)
-        self._clients: dict[str, ResourceManagementClient] = {}
+        self._retrier = Retrier(cfg, asyncio.Semaphore(cfg.concurrency), clock, pacing=pacing)
+        self._clients = Clients(
+            lambda subscription: ResourceManagementClient(credential, subscription, **arm_kwargs(cfg))
+        )
         self._graph: ResourceGraphClient | None = None
         self._cached: DiscoveryResult | None = None
         self._expires = 0.0
@@ -260,13 +263,10 @@ class Discoverer:
 
     async def close(self) -> None:
         """Close the SDK clients (the credential belongs to the caller)."""
-        clients: list[Any] = list(self._clients.values())
+        await self._clients.close()
         if self._graph is not None:
-            clients.append(self._graph)
-        self._clients.clear()
-        self._graph = None
-        for client in clients:
-            await client.close()
+            graph, self._graph = self._graph, None
+            await graph.close()
 
     # ------------------------------------------------------------------------------------- targets
 
@@ -305,7 +305,7 @@ class Discoverer:
         targets = self._targets()
         if not targets:
             return DiscoveryResult([], [])
-        deadline = self._clock() + self._budget()
+        deadline = self._clock() + call_budget(self._cfg)
         outcomes = await asyncio.gather(*(self._read(t, deadline) for t in targets))
         resources, failures = self._collect(outcomes, fatal_when_all=True)
 
@@ -375,30 +375,7 @@ class Discoverer:
             log.warning("discovery of %s failed: %s", where, reason)
         return resources, failures
 
-    def _budget(self) -> float:
-        retry = self._cfg.retry
-        return self._cfg.request_timeout * retry.attempts + min(retry.backoff_max, retry.retry_after_cap) * (
-            retry.attempts - 1
-        )
-
     # ------------------------------------------------------------------------------------ requests
-
-    def _client(self, subscription_id: str) -> ResourceManagementClient:
-        key = subscription_id.lower()
-        client = self._clients.get(key)
-        if client is None:
-            client = ResourceManagementClient(
-                self._credential,
-                subscription_id,
-                base_url=self._cfg.endpoints.resource_manager,
-                credential_scopes=[self._scope()],
-                **client_kwargs(self._cfg),
-            )
-            self._clients[key] = client
-        return client
-
-    def _scope(self) -> str:
-        return self._cfg.endpoints.resource_manager_audience + "/.default"
 
     async def _read(self, target: _Target, deadline: float) -> _Outcome:
         try:
@@ -413,7 +390,7 @@ class Discoverer:
             return _Outcome(target, error=err)
 
     async def _read_list(self, target: _Target, deadline: float) -> list[dict[str, Any]]:
-        client = self._client(target.subscription_id)
+        client = self._clients.get(target.subscription_id)
 
         async def call(capture: Capture) -> list[dict[str, Any]]:
             if target.resource_group:
@@ -430,7 +407,7 @@ class Discoverer:
 
     async def _read_one(self, target: _Target, deadline: float) -> list[dict[str, Any]]:
         assert target.resource_id is not None
-        client = self._client(target.subscription_id)
+        client = self._clients.get(target.subscription_id)
         resource_id = target.resource_id
 
         async def call(capture: Capture) -> list[dict[str, Any]]:
@@ -452,12 +429,7 @@ class Discoverer:
 
     async def _read_graph(self, deadline: float, query: str) -> list[dict[str, Any]]:
         if self._graph is None:
-            self._graph = ResourceGraphClient(
-                self._credential,
-                base_url=self._cfg.endpoints.resource_manager,
-                credential_scopes=[self._scope()],
-                **client_kwargs(self._cfg),
-            )
+            self._graph = ResourceGraphClient(self._credential, **arm_kwargs(self._cfg))
         graph = self._graph
         subscriptions = [s.id for s in self._cfg.subscriptions]
         rows: list[dict[str, Any]] = []

@@ -1,41 +1,44 @@
 """Run metric queries against Azure Monitor: getBatch first, per-resource ARM metrics as fallback.
 
-The only module that knows azure-monitor-querymetrics and azure-mgmt-monitor. SDK retries are off; the
-`Retrier` here retries with capped Retry-After and full-jitter backoff, and never sleeps past the
-caller's deadline. Both APIs return the same per-resource JSON, read from the raw body (the
-querymetrics result model drops `resourceid` and per-metric `errorCode`) by `azure_json`.
+The only module that knows azure-monitor-querymetrics and azure-mgmt-monitor. Every call goes through
+the shared Azure HTTP layer (`azure_http`: retries, Retry-After holds, ARM read pacing, deadline, error
+classification). Both APIs return the same per-resource JSON, read from the raw body (the querymetrics
+result model drops `resourceid` and per-metric `errorCode`) by `azure_json`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import email.utils
-import json
 import logging
-import random
-import re
-import ssl
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 from urllib.parse import quote, urlencode
 
 from azure.core.credentials_async import AsyncTokenCredential
-from azure.core.exceptions import (
-    AzureError,
-    ClientAuthenticationError,
-    DecodeError,
-    HttpResponseError,
-    IncompleteReadError,
-    ResourceNotFoundError,
-)
+from azure.core.exceptions import ClientAuthenticationError, HttpResponseError, ResourceNotFoundError
 from azure.core.rest import HttpRequest
 from azure.mgmt.monitor.aio import MonitorManagementClient
 from azure.monitor.querymetrics.aio import MetricsClient
 
 from metrics_poller import config, telemetry
+from metrics_poller.azure_http import (
+    SERIES_CAP,
+    SERIES_CAP_TEXT,
+    CallError,
+    Capture,
+    Clients,
+    Counter,
+    Malformed,
+    Pacing,
+    Retrier,
+    arm_kwargs,
+    call_budget,
+    json_pages,
+    scrub,
+)
 from metrics_poller.azure_json import (
     AzureDataError,
     ResourceMetrics,
@@ -45,7 +48,7 @@ from metrics_poller.azure_json import (
     resource_id_of,
 )
 from metrics_poller.catalog import AGGREGATION_KEY, canonical_dimension
-from metrics_poller.credentials import client_kwargs, describe_error, secret_values
+from metrics_poller.credentials import client_kwargs
 from metrics_poller.model import (
     Account,
     MetricDefinition,
@@ -61,12 +64,6 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504, 529})
-THROTTLE_STATUS = frozenset({429, 529})
-ARM_READS_HEADER = "x-ms-ratelimit-remaining-subscription-reads"
-# A garbled body may be a broken transfer, so one more try is worth it; a second garbled body means
-# the service keeps answering that way and further tries only burn the deadline.
-MALFORMED_RETRIES = 1
 # A failed definitions read is not retried by every caller in the next seconds (metricDefinitions is
 # throttled at 400 reads per 5 min): remember the failure this long.
 DEFINITIONS_NEGATIVE_TTL = 60.0
@@ -86,87 +83,14 @@ INSIGHTS_ADVICE = (
 # the same, so the metric is left out for that account until its definitions are next read. Every other
 # code (throttled, timed out, internal, unknown) may pass: the family's window is fetched again.
 PERMANENT_METRIC_ERRORS = frozenset({"invalidsamplingtype", "invalidseries"})
-# getBatch refuses a query whose result would hold more than 500,000 series ("Cannot request more than
-# 500000 time series per query", azure-monitor.md §4 and §6; its status is undocumented, so the text
-# decides). Asking again returns the same: the batch is split instead.
-SERIES_CAP = "TooManySeries"
-_SERIES_CAP_TEXT = re.compile(r"more than (\d+) time series per query", re.IGNORECASE)
 _AGGREGATION_BY_LOWER = {name.lower(): name for name in AGGREGATION_KEY}
-_BEARER = re.compile(r"(?i)\b(bearer\s+)[A-Za-z0-9._~+/=-]+")
-
-
-# --------------------------------------------------------------------------------------------- errors
-
-
-class CallError(Exception):
-    """An Azure call that did not succeed, after any retries. `reason` is one line without secrets."""
-
-    def __init__(
-        self,
-        reason: str,
-        *,
-        status: int | None = None,
-        code: str | None = None,
-        credential: bool = False,
-        retryable: bool = False,
-    ) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.status = status
-        self.code = code
-        self.credential = credential  # the token could not be obtained: no request reached the service
-        self.retryable = retryable
 
 
 class DefinitionsError(Exception):
     """Metric definitions of one (subscription, region) could not be read; the message is one line."""
 
 
-class _Malformed(ValueError):
-    """A 200 whose body is not the JSON document the route promises."""
-
-
 # --------------------------------------------------------------------------------------- pure helpers
-
-
-def retry_after_seconds(headers: Mapping[str, str], now: float | None = None) -> float | None:
-    """Seconds the service asked us to wait (`retry-after-ms`, `x-ms-retry-after-ms`, `Retry-After`
-    as seconds or an HTTP date); None when it did not say. `headers` keys are lower-case."""
-    for name in ("retry-after-ms", "x-ms-retry-after-ms"):
-        value = headers.get(name)
-        if value is not None:
-            try:
-                return max(0.0, float(value) / 1000.0)
-            except ValueError:
-                pass
-    value = headers.get("retry-after")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    current = time.time() if now is None else now
-    return max(0.0, when.timestamp() - current)
-
-
-def backoff_delay(retry_number: int, initial: float, maximum: float, rnd: float) -> float:
-    """Exponential backoff with full jitter: uniform in [0, min(maximum, initial · 2^n))."""
-    return rnd * min(maximum, initial * (2.0**retry_number))
-
-
-def scrub(text: str, secrets: Iterable[str] = ()) -> str:
-    """One line, bearer tokens and known secret values masked, at most 300 characters."""
-    line = " ".join(text.split())
-    line = _BEARER.sub(r"\1***", line)
-    for secret in secrets:
-        if secret:
-            line = line.replace(secret, "***")
-    return line if len(line) <= 300 else line[:297] + "..."
 
 
 def batch_filter(dimensions: Sequence[str]) -> str | None:
@@ -193,10 +117,10 @@ def parse_definitions(bodies: Iterable[Any]) -> dict[str, MetricDefinition]:
     out: dict[str, MetricDefinition] = {}
     for body in bodies:
         if not isinstance(body, dict) or not isinstance(body.get("value"), list):
-            raise _Malformed("metricDefinitions response has no 'value' list")
+            raise Malformed("metricDefinitions response has no 'value' list")
         for item in body["value"]:
             if not isinstance(item, dict):
-                raise _Malformed("metricDefinitions entry is not an object")
+                raise Malformed("metricDefinitions entry is not an object")
             name_field = item.get("name")
             name = name_field.get("value") if isinstance(name_field, dict) else None
             if not isinstance(name, str) or not name:
@@ -243,389 +167,15 @@ def account_reason(err: CallError) -> str:
     return err.reason
 
 
-# ------------------------------------------------------------------------------------------- retrying
-
-
-class Capture:
-    """raw_request_hook / raw_response_hook pair recording what the last HTTP exchange returned."""
-
-    __slots__ = ("body", "headers", "pages", "status")
-
-    def __init__(self) -> None:
-        self.status: int | None = None
-        self.headers: dict[str, str] = {}
-        self.body: bytes | None = None
-        self.pages: list[bytes] = []  # every 200 body, for paged routes
-
-    def request(self, _pipeline_request: Any) -> None:
-        # Reset per request so a failure on page 2 is not mistaken for page 1's success.
-        self.status, self.headers, self.body = None, {}, None
-
-    def response(self, pipeline_response: Any) -> None:
-        http = pipeline_response.http_response
-        self.status = int(http.status_code)
-        self.headers = {str(k).lower(): str(v) for k, v in http.headers.items()}
-        try:
-            self.body = http.body()
-        except ValueError:  # streamed, not read yet: `send_batch` reports it once read
-            self.body = None
-        if self.status == 200 and self.body is not None:
-            self.pages.append(self.body)
-
-    def hooks(self) -> dict[str, Any]:
-        return {"raw_request_hook": self.request, "raw_response_hook": self.response}
-
-
-@dataclass
-class Counter:
-    """HTTP attempts made on behalf of one unit of work."""
-
-    calls: int = 0
-
-
-_ARM_READS: dict[str, int] = {}
-
-
-def note_arm_reads(subscription_id: str, headers: Mapping[str, str]) -> None:
-    """Export the lowest remaining ARM read budget seen across subscriptions."""
-    value = headers.get(ARM_READS_HEADER)
-    if value is None:
-        return
-    try:
-        _ARM_READS[subscription_id.lower()] = int(value)
-    except ValueError:
-        return
-    telemetry.ARM_REMAINING_READS.set(min(_ARM_READS.values()))
-
-
-# ARM read pacing per cloud, (burst, reads per second): the public cloud's regional token bucket (250
-# reads refilled at 25/s per subscription and principal, 2024+); the sovereign clouds document the older
-# 12,000 reads per hour per principal and subscription (azure-monitor.md §6), paced as a bucket that
-# cannot pass 12,000 in any hour (250 + 3600 × rate = 12,000).
-ARM_READ_PACING: dict[str, tuple[float, float]] = {
-    "public": (250.0, 25.0),
-    "usgovernment": (250.0, (12_000 - 250) / 3600),
-    "china": (250.0, (12_000 - 250) / 3600),
-}
-
-
-@dataclass
-class TokenBucket:
-    """Paces reads: `take` reserves one token and says how long to wait before using it."""
-
-    capacity: float
-    rate: float
-    tokens: float
-    stamp: float
-
-    def take(self, now: float) -> float:
-        # A clock that went backwards (another monotonic source) refills nothing rather than draining.
-        self.tokens = min(self.capacity, self.tokens + max(0.0, now - self.stamp) * self.rate)
-        self.stamp = now
-        self.tokens -= 1.0
-        return 0.0 if self.tokens >= 0 else -self.tokens / self.rate
-
-
-_ARM_BUCKETS: dict[str, TokenBucket] = {}
-
-
-def arm_bucket(
-    subscription_id: str, now: float, pacing: tuple[float, float] = ARM_READ_PACING["public"]
-) -> TokenBucket:
-    """One bucket per subscription for the whole process (discovery and fetching share ARM's quota),
-    paced as `pacing` (burst, reads per second) of its cloud."""
-    key = subscription_id.lower()
-    if key not in _ARM_BUCKETS:
-        burst, rate = pacing
-        _ARM_BUCKETS[key] = TokenBucket(burst, rate, burst, now)
-    return _ARM_BUCKETS[key]
-
-
-class Holds:
-    """When each throttle scope may be called again, as the service said with `Retry-After`.
-
-    ARM refuses a request sent before its `Retry-After` has elapsed and answers it with a new 429
-    (azure-monitor.md §4, a 309 s wait seen on metricDefinitions), so every call of a scope waits for
-    the hold, whichever caller it comes from; a wait that does not fit is left for a later cycle."""
-
-    def __init__(self) -> None:
-        self._until: dict[str, float] = {}
-        self._told: set[str] = set()  # scopes whose current hold was already reported
-
-    def remaining(self, scope: str, now: float) -> float:
-        return max(0.0, self._until.get(scope, 0.0) - now)
-
-    def hold(self, scope: str, until: float, now: float) -> None:
-        current = self._until.get(scope, 0.0)
-        if current <= now:
-            self._told.discard(scope)  # a new hold, to be reported afresh
-        if until > current:
-            self._until[scope] = until
-
-    def first_report(self, scope: str) -> bool:
-        """True once per hold: the deferral it causes is logged once, not once per call."""
-        if scope in self._told:
-            return False
-        self._told.add(scope)
-        return True
-
-
-class Retrier:
-    """Runs one Azure call with bounded concurrency, our own retries, and a hard deadline.
-
-    `Retry-After` is always honoured, never shortened: a wait longer than `retry_after_cap` or past
-    the deadline is not waited out; the call fails at once and its work is left for the next cycle,
-    whose calls of that scope wait until the hold has passed."""
-
-    def __init__(
-        self,
-        cfg: config.Azure,
-        limit: asyncio.Semaphore,
-        clock: Callable[[], float] = time.monotonic,
-        *,
-        rng: Callable[[], float] = random.random,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-        holds: Holds | None = None,
-    ) -> None:
-        self._retry = cfg.retry
-        self._pacing = ARM_READ_PACING[cfg.cloud]
-        self._holds = holds if holds is not None else Holds()
-        self._timeout = cfg.request_timeout
-        self._limit = limit
-        self._clock = clock
-        self._rng = rng
-        self._sleep = sleep
-        self._secrets = secret_values(cfg)
-
-    async def run(
-        self,
-        route: str,
-        call: Callable[[Capture], Awaitable[Any]],
-        parse: Callable[[Any, Capture], T],
-        deadline: float,
-        counter: Counter | None = None,
-        *,
-        subscription_id: str | None = None,
-        scope: str | None = None,
-    ) -> T:
-        """`call` makes one SDK request with `capture.hooks()`; `parse(value, capture)` turns its
-        result (None when the SDK choked on a 200 body) into T or raises `_Malformed`. `scope` names
-        what a `Retry-After` holds back (default: ARM reads of `subscription_id`)."""
-        retries = 0
-        malformed = 0
-        last: CallError | None = None
-        if scope is None and subscription_id is not None:
-            scope = f"ARM reads of subscription {subscription_id.lower()}"
-        while True:
-            if scope is not None:
-                held = self._holds.remaining(scope, self._clock())
-                if held > 0:
-                    self._check_wait(route, scope, held, deadline, last)
-                    await self._sleep(held)
-            if subscription_id is not None:
-                pause = arm_bucket(subscription_id, self._clock(), self._pacing).take(self._clock())
-                if self._clock() + pause >= deadline:
-                    raise self._gave_up(last, "ARM read pacing would pass the deadline")
-                if pause > 0:
-                    await self._sleep(pause)
-            remaining = deadline - self._clock()
-            if remaining <= 0:
-                raise self._gave_up(last, "the deadline passed before the call could be made")
-            try:
-                async with asyncio.timeout(remaining):
-                    await self._limit.acquire()
-            except TimeoutError:
-                raise self._gave_up(
-                    last, "the deadline passed while waiting for a free connection slot"
-                ) from None
-            capture = Capture()
-            try:
-                if counter is not None:
-                    counter.calls += 1
-                value, error = await self._attempt(call, capture, deadline)
-            finally:
-                self._limit.release()
-            status = capture.status
-            telemetry.AZURE_CALLS.labels(route=route, status=str(status or 0)).inc()
-            if status in THROTTLE_STATUS:
-                telemetry.AZURE_THROTTLED.labels(route=route, status=str(status)).inc()
-            if subscription_id is not None:
-                note_arm_reads(subscription_id, capture.headers)
-
-            if error is None or (status == 200 and _sdk_digest_error(error)):
-                try:
-                    return parse(value, capture)
-                except (_Malformed, ValueError) as exc:
-                    malformed += 1
-                    last = CallError(
-                        scrub(f"malformed response: {exc}", self._secrets),
-                        status=200,
-                        retryable=malformed <= MALFORMED_RETRIES,
-                    )
-            else:
-                last = self._classify(error, capture)
-
-            waited = retry_after_seconds(capture.headers) if capture.status != 200 else None
-            if waited and scope is not None:
-                self._holds.hold(scope, self._clock() + waited, self._clock())
-            if not last.retryable or retries + 1 >= self._retry.attempts:
-                raise last
-            if waited is not None:
-                self._check_wait(route, scope, waited, deadline, last)
-                delay = waited
-            else:
-                delay = backoff_delay(
-                    retries, self._retry.backoff_initial, self._retry.backoff_max, self._rng()
-                )
-            if self._clock() + delay >= deadline:
-                raise self._gave_up(last, f"a retry in {delay:.1f}s would pass the deadline")
-            retries += 1
-            telemetry.AZURE_RETRIES.labels(route=route).inc()
-            log.debug("%s: %s; retry %d in %.1fs", route, last.reason, retries, delay)
-            await self._sleep(delay)
-
-    async def _attempt(
-        self, call: Callable[[Capture], Awaitable[Any]], capture: Capture, deadline: float
-    ) -> tuple[Any, BaseException | None]:
-        budget = min(self._timeout, deadline - self._clock())
-        if budget <= 0:
-            return None, TimeoutError("the deadline passed")
-        try:
-            async with asyncio.timeout(budget):
-                return await call(capture), None
-        except asyncio.CancelledError:
-            raise
-        except TimeoutError:
-            # Ours (the request timeout, or what was left before the deadline); the SDK's own
-            # socket timeouts arrive as azure-core errors instead.
-            return None, TimeoutError(f"no answer within {budget:.1f}s")
-        except Exception as exc:
-            return None, exc
-
-    def _classify(self, error: BaseException, capture: Capture) -> CallError:
-        if _certificate_rejected(error):
-            # Asking again cannot make an untrusted certificate trusted: say so at once.
-            return CallError(
-                "TLS certificate verification failed (check azure.ca_bundle or the endpoint)", retryable=False
-            )
-        if isinstance(error, TimeoutError):
-            return CallError(str(error) or "timed out", retryable=True)
-        if isinstance(error, ClientAuthenticationError) and capture.status is None:
-            # No HTTP exchange with the service happened: the credential itself failed. Entra ID
-            # throttling or outages are worth another try; a rejected secret is not.
-            message = scrub(describe_error(str(error.message or error)), self._secrets)
-            return CallError(
-                f"authentication failed: {message}",
-                credential=True,
-                retryable=error.status_code in RETRYABLE_STATUS,
-            )
-        if isinstance(error, HttpResponseError) and not isinstance(error, IncompleteReadError):
-            status = capture.status or error.status_code
-            code = getattr(error.error, "code", None) if error.error is not None else None
-            message = _error_message(error, capture)
-            label = f"HTTP {status}" + (f" {code}" if code else "")
-            too_many = bool(_SERIES_CAP_TEXT.search(message))
-            return CallError(
-                scrub(f"{label}: {message}" if message else label, self._secrets),
-                status=status,
-                code=SERIES_CAP if too_many else code,
-                retryable=status in RETRYABLE_STATUS and not too_many,
-            )
-        if capture.status is not None and capture.status >= 400:
-            # The SDK choked on an error body it did not expect (e.g. 529's plain text): the status decides.
-            status = capture.status
-            message = _error_message(None, capture)
-            label = f"HTTP {status}"
-            return CallError(
-                scrub(f"{label}: {message}" if message else label, self._secrets),
-                status=status,
-                retryable=status in RETRYABLE_STATUS,
-            )
-        if isinstance(error, AzureError):
-            reason = describe_error(str(error.message))
-            return CallError(
-                scrub(f"connection error ({type(error).__name__}): {reason}", self._secrets),
-                retryable=True,
-            )
-        return CallError(scrub(f"unexpected {type(error).__name__}: {error}", self._secrets))
-
-    def _check_wait(
-        self, route: str, scope: str | None, wait: float, deadline: float, last: CallError | None
-    ) -> None:
-        """Raise a deferred `CallError` when the server's wait is longer than this cycle may wait."""
-        cap = self._retry.retry_after_cap
-        if wait > cap:
-            why = f"longer than azure.retry.retry_after_cap ({cap:g}s)"
-        elif self._clock() + wait >= deadline:
-            why = "past the cycle deadline"
-        else:
-            return
-        what = f"Azure asked to wait {wait:.0f}s (Retry-After) before the next {route} call, {why}"
-        if scope is None or self._holds.first_report(scope):
-            log.warning("%s (%s): its work is left for the next cycle, nothing is lost", what, scope or route)
-        raise self._gave_up(last, f"{what}; left for the next cycle")
-
-    @staticmethod
-    def _gave_up(last: CallError | None, why: str) -> CallError:
-        if last is None:
-            return CallError(f"gave up: {why}")
-        return CallError(
-            f"{last.reason}; gave up: {why}",
-            status=last.status,
-            code=last.code,
-            credential=last.credential,
-            retryable=last.retryable,
-        )
-
-
-def _certificate_rejected(error: BaseException) -> bool:
-    """True when an exception (or one it was raised from) is a failed certificate verification."""
-    seen: set[int] = set()
-    current: BaseException | None = error
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY_FAILED" in str(current):
-            return True
-        current = current.__cause__ or current.__context__ or getattr(current, "inner_exception", None)
-    return False
-
-
-def _sdk_digest_error(error: BaseException) -> bool:
-    """The service answered 200 but the SDK could not turn the body into its model; our own
-    parser reads the raw body instead (and rejects it if it is really malformed)."""
-    if isinstance(error, IncompleteReadError):
-        return False
-    return isinstance(error, DecodeError) or not isinstance(error, AzureError | TimeoutError)
-
-
-def _error_message(error: HttpResponseError | None, capture: Capture) -> str:
-    inner = getattr(error.error, "message", None) if error is not None and error.error is not None else None
-    if inner:
-        return str(inner)
-    if not capture.body:
-        return ""
-    try:
-        body = json.loads(capture.body)
-    except (ValueError, RecursionError):  # RecursionError: nesting deeper than the decoder's stack
-        # Not JSON (a gateway's plain-text page): its first line is the best description there is.
-        return capture.body.decode("utf-8", "replace").strip().splitlines()[0] if capture.body.strip() else ""
-    if isinstance(body, dict):
-        nested = body.get("error")
-        source = nested if isinstance(nested, dict) else body
-        message = source.get("message")
-        return str(message) if message else ""
-    return ""
-
-
 def _decoded(decode: Callable[[bytes], T], capture: Capture) -> T:
     if capture.body is None:
-        raise _Malformed("empty body")
+        raise Malformed("empty body")
     try:
         return decode(capture.body)
     except AzureDataError as exc:
-        raise _Malformed(str(exc)) from None
+        raise Malformed(str(exc)) from None
     except (ValueError, RecursionError) as exc:  # RecursionError: hostile nesting depth
-        raise _Malformed(f"not JSON ({exc.__class__.__name__})") from None
+        raise Malformed(f"not JSON ({exc.__class__.__name__})") from None
 
 
 def _batch_values(_value: Any, capture: Capture) -> list[Any]:
@@ -635,19 +185,14 @@ def _batch_values(_value: Any, capture: Capture) -> list[Any]:
 def _arm_response(_value: Any, capture: Capture) -> Any:
     body = _decoded(decode_resource, capture)
     if not isinstance(body, dict | ResourceMetrics):
-        raise _Malformed("metrics response is not a JSON object")
+        raise Malformed("metrics response is not a JSON object")
     return body
 
 
 def _definition_pages(_value: Any, capture: Capture) -> dict[str, MetricDefinition]:
-    pages = []
-    for raw in capture.pages:
-        try:
-            pages.append(json.loads(raw))
-        except (ValueError, RecursionError) as exc:
-            raise _Malformed(f"not JSON ({exc.__class__.__name__})") from None
+    pages = json_pages(capture)
     if not pages:
-        raise _Malformed("no metricDefinitions page was returned")
+        raise Malformed("no metricDefinitions page was returned")
     return parse_definitions(pages)
 
 
@@ -774,14 +319,24 @@ class Fetcher:
         cfg: config.Azure,
         credential: AsyncTokenCredential,
         clock: Callable[[], float] = time.monotonic,
+        *,
+        pacing: Pacing | None = None,
     ) -> None:
         self._cfg = cfg
-        self._credential = credential
         self._clock = clock
         self._limit = asyncio.Semaphore(cfg.concurrency)
-        self._retrier = Retrier(cfg, self._limit, clock)
-        self._metrics_clients: dict[str, MetricsClient] = {}
-        self._monitor_clients: dict[str, MonitorManagementClient] = {}
+        self._retrier = Retrier(cfg, self._limit, clock, pacing=pacing)
+        self._metrics_clients = Clients(
+            lambda region: MetricsClient(
+                cfg.endpoints.metrics.format(region=region.lower()),
+                credential,
+                audience=cfg.endpoints.metrics_audience,
+                **client_kwargs(cfg),
+            )
+        )
+        self._monitor_clients = Clients(
+            lambda subscription: MonitorManagementClient(credential, subscription, **arm_kwargs(cfg))
+        )
         # Subscriptions whose getBatch answered 401 (auto mode) → when to try getBatch again.
         self._arm_only: dict[str, float] = {}
         self._unregistered: set[str] = set()  # subscriptions whose 403 advice was logged
@@ -790,88 +345,75 @@ class Fetcher:
         # Metrics left out per account after a permanent per-metric error, until definitions are re-read.
         self._dropped: dict[DefinitionsKey, dict[str, set[str]]] = {}
 
-    # ------------------------------------------------------------------------------------- clients
-
-    def _metrics_client(self, region: str) -> MetricsClient:
-        key = region.lower()
-        client = self._metrics_clients.get(key)
-        if client is None:
-            client = MetricsClient(
-                self._cfg.endpoints.metrics.format(region=key),
-                self._credential,
-                audience=self._cfg.endpoints.metrics_audience,
-                **client_kwargs(self._cfg),
-            )
-            self._metrics_clients[key] = client
-        return client
-
-    def _monitor_client(self, subscription_id: str) -> MonitorManagementClient:
-        key = subscription_id.lower()
-        client = self._monitor_clients.get(key)
-        if client is None:
-            client = MonitorManagementClient(
-                self._credential,
-                subscription_id,
-                base_url=self._cfg.endpoints.resource_manager,
-                credential_scopes=[self._cfg.endpoints.resource_manager_audience + "/.default"],
-                **client_kwargs(self._cfg),
-            )
-            self._monitor_clients[key] = client
-        return client
-
     async def close(self) -> None:
         """Close every SDK client (the credential belongs to the caller)."""
-        clients: list[Any] = [*self._metrics_clients.values(), *self._monitor_clients.values()]
-        self._metrics_clients.clear()
-        self._monitor_clients.clear()
-        for client in clients:
-            await client.close()
+        await self._metrics_clients.close()
+        await self._monitor_clients.close()
+
+    # ------------------------------------------------------------------------------------- calls
+
+    def _batch_call(
+        self, query: Query, accounts: Sequence[Account], names: Sequence[str], top: int
+    ) -> Callable[[Capture], Awaitable[None]]:
+        """The getBatch call of `accounts` for `query`'s group and window: `names`, at most `top` series
+        per metric (`top` is moot, and not sent, without a dimension split)."""
+        group = query.group
+        flt = batch_filter(group.dimensions)
+        client = self._metrics_clients.get(query.region)
+        request = batch_request(
+            query.namespace,
+            query.subscription_id,
+            [a.id for a in accounts],
+            names,
+            query.window.start,
+            query.window.end,
+            query.window.timegrain,
+            group.aggregations,
+            top if flt else None,
+            order_by(group.aggregations),
+            flt,
+        )
+
+        async def call(capture: Capture) -> None:
+            await send_batch(client, request, **capture.hooks())
+
+        return call
+
+    def _arm_call(
+        self, query: Query, account: Account, names: Sequence[str], top: int
+    ) -> Callable[[Capture], Awaitable[None]]:
+        """The per-resource ARM metrics call of `account`, otherwise as `_batch_call`."""
+        group = query.group
+        flt = batch_filter(group.dimensions)
+        client = self._monitor_clients.get(account.subscription_id)
+
+        async def call(capture: Capture) -> None:
+            await client.metrics.list(
+                account.id.lstrip("/"),
+                timespan=arm_timespan(query.window.start, query.window.end),
+                interval=query.window.timegrain,
+                metricnames=",".join(names),
+                aggregation=",".join(group.aggregations),
+                top=top if flt else None,
+                orderby=order_by(group.aggregations),
+                filter=flt,
+                metricnamespace=query.namespace,
+                **capture.hooks(),
+            )
+
+        return call
 
     async def probe(self, query: Query, deadline: float) -> CallError | None:
         """One call for `query` through the route `azure.api` selects (ARM: its first account only),
         never falling back: None when Azure answered, else its error. For `validate`, which must show
         the 401 or 403 that `auto` would work around."""
-        group = query.group
-        flt = batch_filter(group.dimensions)
-        top = query.top if flt else None
+        names = query.group.metric_names
         try:
             if self._cfg.api == "arm":
-                account = query.accounts[0]
-                monitor = self._monitor_client(account.subscription_id)
-
-                async def arm(capture: Capture) -> None:
-                    await monitor.metrics.list(
-                        account.id.lstrip("/"),
-                        timespan=arm_timespan(query.window.start, query.window.end),
-                        interval=query.window.timegrain,
-                        metricnames=",".join(group.metric_names),
-                        aggregation=",".join(group.aggregations),
-                        top=top,
-                        filter=flt,
-                        metricnamespace=query.namespace,
-                        **capture.hooks(),
-                    )
-
+                arm = self._arm_call(query, query.accounts[0], names, query.top)
                 await self._retrier.run("metrics", arm, _arm_response, deadline, subscription_id=query.subscription_id)
             else:
-                metrics = self._metrics_client(query.region)
-                request = batch_request(
-                    query.namespace,
-                    query.subscription_id,
-                    [a.id for a in query.accounts],
-                    group.metric_names,
-                    query.window.start,
-                    query.window.end,
-                    query.window.timegrain,
-                    group.aggregations,
-                    top,
-                    order_by(group.aggregations),
-                    flt,
-                )
-
-                async def batch(capture: Capture) -> None:
-                    await send_batch(metrics, request, **capture.hooks())
-
+                batch = self._batch_call(query, query.accounts, names, query.top)
                 await self._retrier.run("getBatch", batch, _batch_values, deadline)
         except CallError as err:
             return err
@@ -908,8 +450,8 @@ class Fetcher:
     async def _read_definitions(
         self, key: DefinitionsKey, account: Account, deadline: float | None
     ) -> dict[str, MetricDefinition]:
-        client = self._monitor_client(account.subscription_id)
-        budget = deadline if deadline is not None else self._clock() + self._default_budget()
+        client = self._monitor_clients.get(account.subscription_id)
+        budget = deadline if deadline is not None else self._clock() + call_budget(self._cfg)
 
         async def call(capture: Capture) -> None:
             pager = client.metric_definitions.list(
@@ -929,12 +471,6 @@ class Fetcher:
         self._definitions[key] = _Definitions(self._clock() + self._cfg.definitions_refresh, value=value)
         self._dropped.pop(key, None)  # fresh definitions: metrics left out are asked for again
         return value
-
-    def _default_budget(self) -> float:
-        retry = self._cfg.retry
-        return self._cfg.request_timeout * retry.attempts + min(retry.backoff_max, retry.retry_after_cap) * (
-            retry.attempts - 1
-        )
 
     # ------------------------------------------------------------------------------------- queries
 
@@ -994,33 +530,12 @@ class Fetcher:
     async def _batch(
         self, query: Query, accounts: Sequence[Account], top: int, deadline: float, run: _Pass
     ) -> None:
-        group = query.group
-        client = self._metrics_client(query.region)
-        flt = batch_filter(group.dimensions)
-        ids = [a.id for a in accounts]
-        names = self._wanted(group.metric_names, accounts)
+        names = self._wanted(query.group.metric_names, accounts)
         if not names:  # every metric was left out for every account: nothing to ask
             for member in accounts:
                 run.series[member.key] = []
             return
-
-        request = batch_request(
-            query.namespace,
-            query.subscription_id,
-            ids,
-            names,
-            query.window.start,
-            query.window.end,
-            query.window.timegrain,
-            group.aggregations,
-            top if flt else None,
-            order_by(group.aggregations),
-            flt,
-        )
-
-        async def call(capture: Capture) -> None:
-            await send_batch(client, request, **capture.hooks())
-
+        call = self._batch_call(query, accounts, names, top)
         try:
             values = await self._retrier.run(
                 "getBatch", call, _batch_values, deadline, run.counter, scope=batch_scope(query)
@@ -1074,7 +589,7 @@ class Fetcher:
         elif err.code == SERIES_CAP:
             # One account, still too many: ask for fewer series per metric (top) so that it fits;
             # truncation is then detected and reported as usual.
-            limit = _SERIES_CAP_TEXT.search(err.reason)
+            limit = SERIES_CAP_TEXT.search(err.reason)
             fitting = int(limit.group(1)) // max(1, len(query.group.metric_names)) if limit else 0
             if 1 <= fitting < top:
                 await self._batch(query, accounts, fitting, deadline, run)
@@ -1117,28 +632,11 @@ class Fetcher:
         await asyncio.gather(*(self._arm_one(query, a, top, deadline, run) for a in accounts))
 
     async def _arm_one(self, query: Query, account: Account, top: int, deadline: float, run: _Pass) -> None:
-        group = query.group
-        client = self._monitor_client(account.subscription_id)
-        flt = batch_filter(group.dimensions)
-        names = self._wanted(group.metric_names, (account,))
+        names = self._wanted(query.group.metric_names, (account,))
         if not names:
             run.series[account.key] = []
             return
-
-        async def call(capture: Capture) -> None:
-            await client.metrics.list(
-                account.id.lstrip("/"),
-                timespan=arm_timespan(query.window.start, query.window.end),
-                interval=query.window.timegrain,
-                metricnames=",".join(names),
-                aggregation=",".join(group.aggregations),
-                top=top if flt else None,
-                orderby=order_by(group.aggregations),
-                filter=flt,
-                metricnamespace=query.namespace,
-                **capture.hooks(),
-            )
-
+        call = self._arm_call(query, account, names, top)
         try:
             body = await self._retrier.run(
                 "metrics", call, _arm_response, deadline, run.counter, subscription_id=account.subscription_id

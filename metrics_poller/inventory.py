@@ -1,9 +1,10 @@
 """ARM readers of the Azure OpenAI control plane: deployments, quota usages, the model catalogue.
 
 The only module that knows azure-mgmt-cognitiveservices (api-version 2025-09-01, its default). Each
-read goes through the shared `Retrier` (retries, capped Retry-After, deadline, error classification)
-and the shared per-subscription ARM read bucket, exactly like discovery and metric definitions. Bodies
-are read raw from the response pages and parsed by `headroom`, so no field the SDK model drops is lost.
+read goes through the shared Azure HTTP layer (`azure_http`: retries, Retry-After holds, deadline, error
+classification) and draws on the same ARM read bucket per (cloud, subscription) as discovery and metric
+definitions. Bodies are read raw from the response pages and parsed by `headroom`, so no field the SDK
+model drops is lost.
 The catalogue changes rarely and is large: it is cached per (subscription, region).
 """
 
@@ -15,17 +16,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
 from azure.core.credentials_async import AsyncTokenCredential
 from azure.mgmt.cognitiveservices.aio import CognitiveServicesManagementClient
 
 from metrics_poller import config
-from metrics_poller.credentials import client_kwargs
-from metrics_poller.fetching import CallError, Capture, Retrier
+from metrics_poller.azure_http import CallError, Capture, Clients, Pacing, Retrier, arm_kwargs, json_pages
 from metrics_poller.headroom import (
     Catalogue,
     Deployment,
-    InventoryDataError,
     Quota,
     parse_catalogue,
     parse_deployments,
@@ -52,13 +50,6 @@ class _Cached:
     error: InventoryReadError | None = None
 
 
-def _pages(capture: Capture) -> list[Any]:
-    try:
-        return [orjson.loads(page) for page in capture.pages]
-    except orjson.JSONDecodeError:
-        raise InventoryDataError("the body is not JSON") from None
-
-
 def _reason(what: str, err: CallError) -> InventoryReadError:
     if err.status == 404:
         return InventoryReadError(f"{what}: not found (deleted?): {err.reason}", 404)
@@ -78,40 +69,24 @@ class InventoryReader:
         catalogue_ttl: float,
         concurrency: int,
         clock: Callable[[], float] = time.monotonic,
+        pacing: Pacing | None = None,
     ) -> None:
-        self._cfg = cfg
-        self._credential = credential
         self._clock = clock
         self._catalogue_ttl = catalogue_ttl
         # Its own slots: control-plane reads never hold a slot a metrics request is waiting for.
-        self._retrier = Retrier(cfg, asyncio.Semaphore(concurrency), clock)
-        self._clients: dict[str, CognitiveServicesManagementClient] = {}
+        self._retrier = Retrier(cfg, asyncio.Semaphore(concurrency), clock, pacing=pacing)
+        self._clients = Clients(
+            lambda subscription: CognitiveServicesManagementClient(credential, subscription, **arm_kwargs(cfg))
+        )
         self._catalogues: dict[tuple[str, str], _Cached] = {}
         self._inflight: dict[tuple[str, str], asyncio.Future[Catalogue]] = {}
 
-    def _client(self, subscription_id: str) -> CognitiveServicesManagementClient:
-        key = subscription_id.lower()
-        client = self._clients.get(key)
-        if client is None:
-            client = CognitiveServicesManagementClient(
-                self._credential,
-                subscription_id,
-                base_url=self._cfg.endpoints.resource_manager,
-                credential_scopes=[self._cfg.endpoints.resource_manager_audience + "/.default"],
-                **client_kwargs(self._cfg),
-            )
-            self._clients[key] = client
-        return client
-
     async def close(self) -> None:
-        clients = list(self._clients.values())
-        self._clients.clear()
-        for client in clients:
-            await client.close()
+        await self._clients.close()
 
     async def deployments(self, account: Account, deadline: float) -> list[Deployment]:
         """Deployments_List of one account, every page. Raises `InventoryReadError`."""
-        client = self._client(account.subscription_id)
+        client = self._clients.get(account.subscription_id)
 
         async def call(capture: Capture) -> None:
             async for _ in client.deployments.list(account.resource_group, account.name, **capture.hooks()):
@@ -121,7 +96,7 @@ class InventoryReader:
             return await self._retrier.run(
                 "deployments",
                 call,
-                lambda _v, capture: parse_deployments(_pages(capture)),
+                lambda _v, capture: parse_deployments(json_pages(capture)),
                 deadline,
                 subscription_id=account.subscription_id,
             )
@@ -130,7 +105,7 @@ class InventoryReader:
 
     async def usages(self, subscription_id: str, region: str, deadline: float) -> list[Quota]:
         """Usages_List: the subscription's quota rows in one region. Raises `InventoryReadError`."""
-        client = self._client(subscription_id)
+        client = self._clients.get(subscription_id)
 
         async def call(capture: Capture) -> None:
             async for _ in client.usages.list(region, **capture.hooks()):
@@ -140,7 +115,7 @@ class InventoryReader:
             return await self._retrier.run(
                 "usages",
                 call,
-                lambda _v, capture: parse_usages(_pages(capture)),
+                lambda _v, capture: parse_usages(json_pages(capture)),
                 deadline,
                 subscription_id=subscription_id,
             )
@@ -173,7 +148,7 @@ class InventoryReader:
     async def _read_catalogue(
         self, key: tuple[str, str], subscription_id: str, region: str, deadline: float
     ) -> Catalogue:
-        client = self._client(subscription_id)
+        client = self._clients.get(subscription_id)
 
         async def call(capture: Capture) -> None:
             async for _ in client.models.list(region, **capture.hooks()):
@@ -183,7 +158,7 @@ class InventoryReader:
             value = await self._retrier.run(
                 "models",
                 call,
-                lambda _v, capture: parse_catalogue(_pages(capture)),
+                lambda _v, capture: parse_catalogue(json_pages(capture)),
                 deadline,
                 subscription_id=subscription_id,
             )

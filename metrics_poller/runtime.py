@@ -8,7 +8,7 @@ import re
 import socket
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from metrics_poller import __version__, datasets
 from metrics_poller.config import Config, ConfigError
@@ -16,6 +16,9 @@ from metrics_poller.cycle import Poller, utcnow
 from metrics_poller.inventory_cycle import Inventory
 from metrics_poller.sinks import Sink
 from metrics_poller.state import CursorStore, FileCursorStore
+
+if TYPE_CHECKING:
+    from metrics_poller.azure_http import Pacing
 
 log = logging.getLogger(__name__)
 
@@ -52,11 +55,14 @@ async def create_poller(
     store: CursorStore | None = None,
     clock: Callable[[], datetime] = utcnow,
 ) -> Poller:
+    from metrics_poller.azure_http import Pacing
     from metrics_poller.credentials import build_credential
     from metrics_poller.discovery import Discoverer
     from metrics_poller.fetching import Fetcher
 
     credential = build_credential(cfg.azure)
+    # One ARM read budget and one set of Retry-After holds for every reader, as ARM counts them.
+    pacing = Pacing()
     es_client: Any = None
     if _needs_elasticsearch(cfg) and (sink is None or store is None):
         from metrics_poller.sinks.elasticsearch import build_client
@@ -79,12 +85,15 @@ async def create_poller(
     poller = Poller(
         cfg,
         discoverer=Discoverer(
-            cfg.azure, credential, resource_types={d.resource_type for d in datasets.select(cfg.datasets)}
+            cfg.azure,
+            credential,
+            pacing=pacing,
+            resource_types={d.resource_type for d in datasets.select(cfg.datasets)},
         ),
-        fetcher=Fetcher(cfg.azure, credential),
+        fetcher=Fetcher(cfg.azure, credential, pacing=pacing),
         sink=sink,
         store=store,
-        inventory=await build_inventory(cfg, credential, sink, es_client),
+        inventory=await build_inventory(cfg, credential, sink, es_client, pacing),
         shard_index=shard_index(cfg),
         clock=clock,
     )
@@ -94,7 +103,7 @@ async def create_poller(
     return poller
 
 
-async def build_inventory(cfg: Config, credential: Any, sink: Sink, es_client: Any) -> Inventory | None:
+async def build_inventory(cfg: Config, credential: Any, sink: Sink, es_client: Any, pacing: Pacing) -> Inventory | None:
     """The deployment inventory: its ARM reader, and a sink for its own data stream (NDJSON output
     shares the metrics file: every line names its `data_stream`). None when it is off, or when the
     caller brought its own Elasticsearch sink (there is no client to write the inventory's stream)."""
@@ -109,6 +118,7 @@ async def build_inventory(cfg: Config, credential: Any, sink: Sink, es_client: A
         credential,
         catalogue_ttl=cfg.inventory.catalogue_refresh,
         concurrency=cfg.inventory.concurrency,
+        pacing=pacing,
     )
     context = InventoryContext(
         namespace=cfg.elasticsearch.namespace,

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from metrics_poller import config
+from metrics_poller.azure_http import Pacing
 from metrics_poller.catalog import AGGREGATION_KEY, GROUPS_BY_NAME, MetricGroup
 from metrics_poller.credentials import build_credential
 from metrics_poller.discovery import Discoverer
@@ -59,16 +60,18 @@ class Stack:
     cfg: config.Azure
     discoverer: Discoverer
     fetcher: Fetcher
+    pacing: Pacing
 
 
 @asynccontextmanager
 async def stack(sim: Simulator, **overrides: Any) -> AsyncIterator[Stack]:
     cfg = azure_cfg(sim, **overrides)
     credential = build_credential(cfg)
-    discoverer = Discoverer(cfg, credential)
-    fetcher = Fetcher(cfg, credential)
+    pacing = Pacing()  # shared, as the runtime shares it
+    discoverer = Discoverer(cfg, credential, pacing=pacing)
+    fetcher = Fetcher(cfg, credential, pacing=pacing)
     try:
-        yield Stack(cfg, discoverer, fetcher)
+        yield Stack(cfg, discoverer, fetcher, pacing)
     finally:
         await fetcher.close()
         await discoverer.close()

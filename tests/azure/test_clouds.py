@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from metrics_poller import config, fetching
+from metrics_poller import azure_http, config
 from metrics_poller.config import CLOUD_ENDPOINTS
 
 from .conftest import assert_intact, azure_cfg, group, queries, recent_window, simulator, stack
@@ -32,10 +32,10 @@ def test_an_unknown_cloud_is_one_line() -> None:
 
 
 def test_sovereign_pacing_never_passes_12000_reads_an_hour() -> None:
-    public = fetching.ARM_READ_PACING["public"]
+    public = azure_http.ARM_READ_PACING["public"]
     assert public == (250.0, 25.0)
     for cloud in ("usgovernment", "china"):
-        burst, rate = fetching.ARM_READ_PACING[cloud]
+        burst, rate = azure_http.ARM_READ_PACING[cloud]
         assert burst + 3600 * rate == pytest.approx(12_000)
 
 
@@ -48,8 +48,8 @@ async def test_china_end_to_end_with_its_audiences_and_pacing() -> None:
             results = [await s.fetcher.fetch(q, time.monotonic() + 30)
                        for q in queries(discovered.accounts, [group("tokens")], recent_window())]
             assert_intact(sim, results)
-        bucket = fetching._ARM_BUCKETS[sim.subscription_ids[0].lower()]
-        assert (bucket.capacity, bucket.rate) == fetching.ARM_READ_PACING["china"]
+            bucket = s.pacing._buckets[("china", sim.subscription_ids[0].lower())]  # made by these reads
+        assert (bucket.capacity, bucket.rate) == azure_http.ARM_READ_PACING["china"]
 
         # The public cloud's audiences are refused by a China endpoint.
         public = azure_cfg(sim, cloud="public")

@@ -1,4 +1,4 @@
-"""Pure cores of credentials, discovery and fetching: no network."""
+"""Pure cores of credentials, discovery, the Azure HTTP layer and fetching: no network."""
 
 from __future__ import annotations
 
@@ -20,17 +20,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from metrics_poller import config
+from metrics_poller.azure_http import backoff_delay, retry_after_seconds, scrub
 from metrics_poller.credentials import build_credential, client_kwargs, secret_values
 from metrics_poller.discovery import account_from_resource, id_segment, in_scope, select_accounts, select_projects
-from metrics_poller.fetching import (
-    arm_timespan,
-    backoff_delay,
-    batch_filter,
-    order_by,
-    parse_definitions,
-    retry_after_seconds,
-    scrub,
-)
+from metrics_poller.fetching import arm_timespan, batch_filter, order_by, parse_definitions
 from metrics_poller.model import ACCOUNT_TYPE, PROJECT_TYPE
 
 SUB = "00000000-0000-0000-0000-000000000001"
@@ -159,7 +152,7 @@ async def test_build_credential_types(tmp_path: Path, caplog: pytest.LogCaptureF
 
 @given(gaps=st.lists(st.floats(min_value=0, max_value=2), min_size=1, max_size=600))
 def test_arm_token_bucket_never_releases_more_than_burst_plus_rate(gaps: list[float]) -> None:
-    from metrics_poller.fetching import TokenBucket
+    from metrics_poller.azure_http import TokenBucket
 
     bucket = TokenBucket(capacity=250, rate=25, tokens=250, stamp=0.0)
     now, released = 0.0, []

@@ -17,9 +17,10 @@ from typing import Any
 import orjson
 
 from metrics_poller import config
+from metrics_poller.azure_http import Capture
 from metrics_poller.azure_json import parse_resource_metrics, resource_id_of
 from metrics_poller.catalog import GROUPS
-from metrics_poller.fetching import Capture, _batch_values, batch_filter, order_by
+from metrics_poller.fetching import _batch_values, batch_filter, order_by
 from metrics_poller.model import Account, Document, Window
 from metrics_poller.planning import BATCH_LIMIT, families
 from metrics_poller.shaping import DocumentContext, collector_paused, shape
