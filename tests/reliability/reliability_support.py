@@ -27,7 +27,9 @@ import pytest
 import yaml
 
 from metrics_poller import config
-from metrics_poller.catalog import GROUPS, MetricGroup, select_groups
+from metrics_poller import datasets as known_datasets
+from metrics_poller.catalog import MetricGroup, select_groups
+from metrics_poller.datasets import ACCOUNTS, Dataset
 from metrics_poller.cycle import CycleReport, Poller
 from metrics_poller.runtime import create_poller
 from metrics_poller.simulator import FaultRule, SimSpec, Simulator
@@ -114,40 +116,46 @@ class KillableStore:
 
 
 def stored_by_chunk(
-    es: ElasticsearchServer, stream: str, chunk: timedelta, origin: datetime
+    es: ElasticsearchServer, dataset: Dataset, chunk: timedelta, origin: datetime
 ) -> dict[int, list[tuple[DocKey, dict[str, float]]]]:
     """Every stored document as (key, values), grouped by `@timestamp` chunk (parsed once, compactly)."""
     out: dict[int, list[tuple[DocKey, dict[str, float]]]] = {}
     step = chunk.total_seconds()
     with es.store.lock:
+        stream = dataset.data_stream("default")
         raws = [raw for index in es.store.resolve(stream, missing_ok=True) for raw in index.docs.values()]
     for raw in raws:
         document = orjson.loads(raw)
         key = stored_key(document)
         moment = datetime.fromisoformat(key[1].replace("Z", "+00:00"))
-        out.setdefault(int((moment - origin).total_seconds() // step), []).append((key, stored_values(document)))
+        out.setdefault(int((moment - origin).total_seconds() // step), []).append(
+            (key, stored_values(document, dataset))
+        )
     return out
 
 
 def compare_chunked(
     sim: Simulator,
     es: ElasticsearchServer,
-    groups: list[MetricGroup],
+    dataset: Dataset,
+    groups: Sequence[MetricGroup],
     start: datetime,
     end: datetime,
     grain: str,
     chunk: timedelta = timedelta(hours=2),
 ) -> Comparison:
-    """`ground_truth.compare` over `[start, end)` one chunk at a time, so a day of 200 accounts fits in
-    memory; stored documents outside the range count as unexpected."""
+    """`ground_truth.compare` of one dataset's stream over `[start, end)` one chunk at a time, so a day of
+    200 accounts fits in memory; stored documents outside the range count as unexpected."""
     total = Comparison()
-    accounts = openai_accounts(sim)
-    stored = stored_by_chunk(es, STREAM, chunk, start)
+    resources = openai_accounts(sim) if dataset.resource_type == ACCOUNTS else [(p.id, p.key) for p in sim.projects]
+    stored = stored_by_chunk(es, dataset, chunk, start)
     chunks = int(((end - start) / chunk).__ceil__())
     for number in sorted(set(stored) | set(range(chunks))):
         low = start + chunk * number
         high = min(low + chunk, end)
-        expected = expected_documents(sim, accounts, groups, low, high, grain) if 0 <= number < chunks else {}
+        expected = (
+            expected_documents(sim, resources, groups, low, high, grain, dataset=dataset) if 0 <= number < chunks else {}
+        )
         total.add(compare_keyed(expected, stored.get(number, [])))
     return total
 
@@ -161,7 +169,9 @@ class SoakPlan:
     subscriptions: int
     regions: tuple[str, ...]
     accounts_per_region: int
-    groups: tuple[str, ...] = ()  # () = all
+    groups: tuple[str, ...] = ()  # () = all of every dataset
+    # Every dataset, the preview agent stream of Foundry projects included.
+    datasets: tuple[str, ...] = tuple(known_datasets.BY_NAME)
     kills: int = 3
     es_outage_cycles: int = 6  # 30 minutes of bulk 503
     azure_fault_rate: float = 0.10
@@ -179,6 +189,7 @@ class SoakPlan:
 class SoakResult:
     plan: SoakPlan
     accounts: int = 0
+    projects: int = 0
     cycles: int = 0
     drain_cycles: int = 0
     kills: int = 0
@@ -188,7 +199,8 @@ class SoakResult:
     azure_calls: Counter[str] = field(default_factory=Counter)
     es_outage: tuple[int, int] = (0, 0)
     early_retries: int = 0  # requests the simulator refused for coming before their Retry-After
-    comparison: Comparison = field(default_factory=Comparison)
+    comparison: Comparison = field(default_factory=Comparison)  # all datasets together
+    comparisons: dict[str, Comparison] = field(default_factory=dict)  # per dataset
     wall: float = 0.0
     longest_cycle: float = 0.0
     first: datetime | None = None
@@ -202,12 +214,17 @@ class SoakResult:
         es = ", ".join(f"{k} {v}" for k, v in sorted(self.es_faults.items())) or "none"
         calls = ", ".join(f"{k} {v}" for k, v in sorted(self.azure_calls.items()))
         results = ", ".join(f"{k} {v}" for k, v in sorted(self.cycle_results.items()))
-        groups = ", ".join(self.plan.groups) if self.plan.groups else f"all {len(GROUPS)}"
+        chosen = known_datasets.select(self.plan.datasets)
+        groups = ", ".join(self.plan.groups) or f"all {sum(len(d.groups) for d in chosen)}"
+        per_dataset = "; ".join(
+            f"{name} {part.stored} of {part.expected}" for name, part in self.comparisons.items()
+        )
         return [
             f"cycles: {self.cycles} chaos + {self.drain_cycles} fault-free drain "
             f"({self.plan.cycles * 5 // 60} h {self.plan.cycles * 5 % 60} min simulated, period 300 s, "
             f"timegrain {self.plan.timegrain}); results: {results}",
-            f"accounts: {self.accounts}; metric groups: {groups}",
+            f"accounts: {self.accounts} (projects: {self.projects}); datasets: "
+            f"{', '.join(d.name for d in chosen)}; metric groups: {groups}",
             f"azure faults injected (getBatch, ~{self.plan.azure_fault_rate:.0%} of calls): {azure}",
             f"azure calls by route/status: {calls}; requests refused for coming before their Retry-After: "
             f"{self.early_retries}",
@@ -215,7 +232,8 @@ class SoakResult:
             f"({(self.es_outage[1] - self.es_outage[0]) * 5} min of bulk 503)",
             f"process kills mid-cycle: {self.kills} (each followed by a restart from the cursor file)",
             f"documents expected {c.expected}, stored {c.stored}, missing {len(c.missing)}, "
-            f"duplicated {len(c.duplicated)}, unexpected {len(c.unexpected)}, wrong values {len(c.wrong)}",
+            f"duplicated {len(c.duplicated)}, unexpected {len(c.unexpected)}, wrong values {len(c.wrong)} "
+            f"(stored of expected per dataset: {per_dataset})",
             f"wall time {self.wall:.0f} s (longest cycle {self.longest_cycle:.1f} s) on {machine()}",
         ]
 
@@ -258,12 +276,14 @@ async def run_soak(plan: SoakPlan, tmp_path: Path, *, log: Any = print) -> SoakR
         sim.clock = lambda: now + timedelta(seconds=20)
         data = with_elasticsearch(base_config(sim, tmp_path), es)
         data["azure"]["metric_groups"] = list(plan.groups)
+        data["datasets"] = list(plan.datasets)
         data["azure"]["concurrency"] = 16
         data["azure"]["request_timeout"] = plan.request_timeout
         data["timegrain"] = plan.timegrain
         data["max_backfill"] = 6 * 3600
         cfg = parse(data)
         result.accounts = len(openai_accounts(sim))
+        result.projects = len(sim.projects)
 
         # Chaos starts after one clean cycle: a first run that stores nothing has no cursor yet,
         # and its next run would start from `initial_lookback` (by design, not a gap).
@@ -376,9 +396,12 @@ async def run_soak(plan: SoakPlan, tmp_path: Path, *, log: Any = print) -> SoakR
         cursors = await FileCursorStore(cfg.state.path).load()
         result.cursors_at_end = set(cursors.values())
         result.cursor_count = len(cursors)
-        groups = select_groups(list(plan.groups)) if plan.groups else list(GROUPS)
         assert result.first is not None
-        result.comparison = compare_chunked(sim, es, groups, result.first, result.end, plan.timegrain)
+        for dataset in known_datasets.select(cfg.datasets):  # every dataset the poller wrote, each against the truth
+            groups = select_groups(list(plan.groups), dataset.groups)
+            comparison = compare_chunked(sim, es, dataset, groups, result.first, result.end, plan.timegrain)
+            result.comparisons[dataset.name] = comparison
+            result.comparison.add(comparison)
         result.wall = time.monotonic() - began
     return result
 

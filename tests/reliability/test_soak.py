@@ -28,6 +28,9 @@ def check(result: SoakResult) -> None:
     assert result.azure_faults["metric_error"] > 0
     assert result.azure_calls["getBatch/400"] > 0
     assert comparison.expected > 0
+    # Every dataset was written and compared: Azure OpenAI, Foundry Models and the agents of projects.
+    assert set(result.comparisons) == set(result.plan.datasets)
+    assert all(part.expected > 0 for part in result.comparisons.values()), result.comparisons
     assert not comparison.missing, comparison.missing[:5]
     assert not comparison.duplicated, comparison.duplicated[:5]
     assert not comparison.unexpected, comparison.unexpected[:5]
@@ -43,7 +46,8 @@ async def test_short_chaos_soak_stores_exactly_the_ground_truth(tmp_path: Path) 
         subscriptions=1,
         regions=("eastus", "westeurope", "swedencentral"),
         accounts_per_region=10,
-        groups=("requests", "tokens", "ptu_tokens_total", "ptu_tokens_stats", "rai_system"),
+        groups=("requests", "tokens", "ptu_tokens_total", "ptu_tokens_stats", "rai_system",
+                "models_requests", "models_tokens", "agent_tokens", "agent_runs"),
         kills=3,
         request_timeout=1.0,
     )
