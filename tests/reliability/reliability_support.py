@@ -16,7 +16,7 @@ import platform
 import random
 import time
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -29,8 +29,8 @@ import yaml
 from metrics_poller import config
 from metrics_poller import datasets as known_datasets
 from metrics_poller.catalog import MetricGroup, select_groups
-from metrics_poller.datasets import ACCOUNTS, Dataset
 from metrics_poller.cycle import CycleReport, Poller
+from metrics_poller.datasets import ACCOUNTS, Dataset
 from metrics_poller.runtime import create_poller
 from metrics_poller.simulator import FaultRule, SimSpec, Simulator
 from metrics_poller.state import CursorKey, FileCursorStore
@@ -153,9 +153,9 @@ def compare_chunked(
     for number in sorted(set(stored) | set(range(chunks))):
         low = start + chunk * number
         high = min(low + chunk, end)
-        expected = (
-            expected_documents(sim, resources, groups, low, high, grain, dataset=dataset) if 0 <= number < chunks else {}
-        )
+        expected = {}
+        if 0 <= number < chunks:
+            expected = expected_documents(sim, resources, groups, low, high, grain, dataset=dataset)
         total.add(compare_keyed(expected, stored.get(number, [])))
     return total
 
