@@ -22,7 +22,7 @@ from metrics_poller.config import Config
 from metrics_poller.datasets import Dataset
 from metrics_poller.discovery import DiscoveryError
 from metrics_poller.inventory_cycle import Inventory, Readings
-from metrics_poller.model import ACCOUNT_TYPE, Account, Document, Failure, MetricDefinition, Outcome
+from metrics_poller.model import ACCOUNT_TYPE, PROJECT_TYPE, Account, Document, Failure, MetricDefinition, Outcome
 from metrics_poller.planning import CursorKey, DefinitionsKey, Gap, Settings, WorkUnit, definitions_key, plan, shard_of
 from metrics_poller.shaping import DocumentContext, shape
 from metrics_poller.sinks import Sink
@@ -50,6 +50,7 @@ class CycleReport:
     started: datetime
     duration: float = 0.0
     accounts: int = 0
+    projects: int = 0  # Foundry projects polled for the agent dataset
     units: int = 0
     queries: int = 0
     azure_calls: int = 0
@@ -123,8 +124,10 @@ class CycleReport:
         docs = ", ".join(f"{k} {v}" for k, v in sorted(self.documents.items())) or "none"
         status = "ok" if self.ok else ("unreachable: " + self.unreachable if self.unreachable else "partial")
         inventory = sum(self.inventory_documents.values())
+        projects = f" and {self.projects} projects" if self.projects else ""
         return (
-            f"cycle {status}: {self.accounts} accounts, {self.queries} queries, {self.azure_calls} Azure calls, "
+            f"cycle {status}: {self.accounts} accounts{projects}, {self.queries} queries, "
+            f"{self.azure_calls} Azure calls, "
             f"documents {docs}, {len(self.failures)} failures, {self.duration:.1f}s"
         ) + (f"; inventory of {self.inventory_accounts} accounts, {inventory} documents" if inventory else "")
 
@@ -247,8 +250,9 @@ class Poller:
             raise Unreachable("azure", _one_line(exc)) from None
         report.failures.extend(discovered.failures)
         accounts = owned(discovered.accounts, self.shard_index, self.cfg.shard.count)
-        report.accounts = len(accounts)
-        telemetry.ACCOUNTS.set(len(accounts))
+        report.projects = sum(1 for a in accounts if a.type == PROJECT_TYPE)
+        report.accounts = len(accounts) - report.projects
+        telemetry.ACCOUNTS.set(report.accounts)
         if not accounts:
             return
 
@@ -315,7 +319,7 @@ class Poller:
         if report.documents[Outcome.RETRYABLE.value] and not stored:
             raise Unreachable("elasticsearch", "Elasticsearch stored none of this cycle's documents")
         if report.failed_accounts and len(report.failed_accounts) == len(accounts) and not stored:
-            raise Unreachable("azure", f"no account could be read from Azure ({len(accounts)} tried)")
+            raise Unreachable("azure", f"no resource could be read from Azure ({len(accounts)} tried)")
 
     async def _join_inventory(self, report: CycleReport, now: datetime) -> None:
         reads, self._inventory_reads = self._inventory_reads, None

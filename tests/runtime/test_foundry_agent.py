@@ -63,6 +63,9 @@ def test_agent_metrics_of_every_project_equal_the_ground_truth(
     report, documents = run_cycle(agent_sim, tmp_path, datasets=ALL, azure={"discovery": discovery})
     assert report.ok, report.failures
     assert set(report.stored_by_dataset) == set(ALL)
+    assert report.projects == len(projects)
+    assert report.accounts == sum(a.kind in ("OpenAI", "AIServices") for a in agent_sim.accounts)
+    assert f" and {len(projects)} projects," in report.summary()
 
     end = window_end(NOW, LATENCY, GRAIN)
     start = end - timedelta(minutes=5)
