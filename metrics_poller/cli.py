@@ -203,10 +203,13 @@ def cmd_discover(args: argparse.Namespace) -> int:
         from metrics_poller.credentials import build_credential
         from metrics_poller.cycle import owned
         from metrics_poller.discovery import Discoverer
+        from metrics_poller.model import PROJECT_TYPE
         from metrics_poller.runtime import shard_index
 
         credential = build_credential(cfg.azure)
-        discoverer = Discoverer(cfg.azure, credential)
+        # The selected datasets' resources: Foundry projects too when the agent stream is on.
+        resource_types = {d.resource_type for d in datasets.select(cfg.datasets)}
+        discoverer = Discoverer(cfg.azure, credential, resource_types=resource_types)
         try:
             result = await discoverer.accounts()
         finally:
@@ -224,6 +227,7 @@ def cmd_discover(args: argparse.Namespace) -> int:
                     "resource_group": a.resource_group,
                     "location": a.location,
                     "kind": a.kind,
+                    "type": a.type,
                     "tags": dict(a.tags),
                 }
                 for a in mine
@@ -234,7 +238,9 @@ def cmd_discover(args: argparse.Namespace) -> int:
             for a in mine:
                 print(f"{a.subscription_id:<36}  {a.location:<16} {a.kind:<11} {a.resource_group}/{a.name}")
             shard_note = f" (of {len(result.accounts)}, this shard)" if len(mine) != len(result.accounts) else ""
-            print(f"{len(mine)} accounts{shard_note}")
+            projects = sum(1 for a in mine if a.type == PROJECT_TYPE)
+            also = f" and {projects} projects" if projects else ""
+            print(f"{len(mine) - projects} accounts{also}{shard_note}")
         for failure in result.failures:
             print(f"  skipped {failure.target}: {failure.reason}", file=sys.stderr)
         return EXIT_PARTIAL if result.failures else EXIT_OK

@@ -6,13 +6,14 @@ simulator's ground truth; and with the default datasets no project is listed or 
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from runtime_support import NOW, parse, poller_config, read_ndjson
+from runtime_support import NOW, command, parse, poller_config, read_ndjson, write_config
 
 from metrics_poller.cycle import CycleReport
 from metrics_poller.datasets import AI_FOUNDRY_AGENT
@@ -131,3 +132,26 @@ def test_default_datasets_list_and_query_no_project(agent_sim: Simulator, tmp_pa
     assert agent_sim.call_count("resources") == len(agent_sim.subscription_ids)
     polled = [a for a in agent_sim.accounts if a.kind in ("OpenAI", "AIServices")]
     assert report.accounts == len(polled)
+
+
+@pytest.mark.parametrize("datasets", [None, ALL])
+def test_discover_lists_projects_only_with_the_agent_stream(
+    agent_sim: Simulator, tmp_path: Path, datasets: list[str] | None
+) -> None:
+    data = poller_config(agent_sim, tmp_path, **({"datasets": datasets} if datasets else {}))
+    path = write_config(data, tmp_path / "poller.yaml")
+    accounts = sum(a.kind in ("OpenAI", "AIServices") for a in agent_sim.accounts)
+    projects = len(agent_sim.projects) if datasets else 0
+
+    listed = command("discover", "--json", "--config", str(path))
+    assert listed.returncode == 0, listed.stderr
+    rows = json.loads(listed.stdout)
+    assert sum(row["type"] == PROJECT_TYPE for row in rows) == projects
+    assert len(rows) == accounts + projects
+    if datasets:
+        assert {row["id"].lower() for row in rows if row["type"] == PROJECT_TYPE} == {p.key for p in agent_sim.projects}
+
+    table = command("discover", "--config", str(path))
+    assert table.returncode == 0, table.stderr
+    also = f" and {projects} projects" if projects else ""
+    assert table.stdout.splitlines()[-1] == f"{accounts} accounts{also}"
