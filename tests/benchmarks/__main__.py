@@ -15,6 +15,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -61,15 +62,33 @@ def batch_floor(accounts_per_pair: int, pairs: int, windows: int = 1) -> int:
     return pairs * math.ceil(accounts_per_pair / 50) * GROUPS * windows
 
 
+def agent_floor(per_region: int) -> int:
+    """The floor of the opt-in agent dataset: Σ over (subscription, region) of ceil(projects / 50) × its
+    groups, counting the simulated estate's Foundry projects (0–2 per AIServices account)."""
+    from metrics_poller.simulator.world import build_world
+    from tests.benchmarks.worker import sim_spec
+
+    world = build_world(sim_spec({"subscriptions": SUBSCRIPTIONS, "accounts_per_region": per_region}))
+    per_pair = Counter((p.subscription_id, p.location) for p in world.projects)
+    return sum(math.ceil(n / 50) for n in per_pair.values()) * len(datasets.AI_FOUNDRY_AGENT.groups)
+
+
 def b1(args: argparse.Namespace) -> dict[str, Any]:
     per_region = args.b1_accounts_per_region
     base = {"kind": "cycle", "subscriptions": SUBSCRIPTIONS, "accounts_per_region": per_region, "latency": 0.0}
     batch = repeat({**base, "api": "batch"}, args.runs, "B1 getBatch")
     arm = repeat({**base, "api": "arm", "concurrency": 64}, 1, "B1 per-resource (count is deterministic)")
+    every = repeat({**base, "api": "batch", "datasets": list(datasets.BY_NAME)}, 1, "B1 getBatch, every dataset")
     floor = batch_floor(per_region, SUBSCRIPTIONS * REGIONS)
     batch_calls = batch["median"]["azure_calls"]
     arm_calls = arm["median"]["azure_calls"]
     return {
+        "every_dataset": {
+            "run": every,
+            "floor": floor + agent_floor(per_region),
+            "calls": every["median"]["azure_calls"],
+            "projects": every["median"].get("projects", 0),
+        },
         "accounts": batch["median"]["accounts"],
         "pairs": SUBSCRIPTIONS * REGIONS,
         "groups": GROUPS,

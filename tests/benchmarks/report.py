@@ -194,6 +194,14 @@ def render(results: dict[str, Any]) -> str:
             f"{'met' if r['over_floor'] <= 0.10 else 'NOT met'}.",
             "",
         ]
+        every = r.get("every_dataset")
+        if every:
+            out += [
+                f"With every dataset selected (the opt-in agent stream of Foundry projects too, "
+                f"{_i(every['projects'])} projects): {_i(every['calls'])} getBatch calls against a floor of "
+                f"{_i(every['floor'])} ({100 * (every['calls'] / every['floor'] - 1):+.1f} %).",
+                "",
+            ]
     if "B2" in results:
         out += [
             "## B2 Cycle (100 ms simulated latency per Azure call)",

@@ -56,6 +56,8 @@ def poller_config(params: dict[str, Any], azure: dict[str, Any], es_url: str | N
         "max_backfill": int(params.get("max_backfill", 86400)),
         "period": int(params.get("period", 300)),
     }
+    if "datasets" in params:
+        data["datasets"] = list(params["datasets"])
     if es_url is not None:
         data["output"] = "elasticsearch"
         data["elasticsearch"] = {"hosts": [es_url]}
@@ -103,6 +105,7 @@ async def _cycle(params: dict[str, Any]) -> dict[str, Any]:
         "ok": report.ok,
         "failures": [f"{f.scope} {f.target}: {f.reason}" for f in report.failures[:5]],
         "accounts": report.accounts,
+        "projects": report.projects,
         "units": report.units,
         "queries": report.queries,
         "azure_calls": report.azure_calls,

@@ -24,6 +24,8 @@ def test_quick_run_measures_all_four_and_writes_the_report(repo: Path, tmp_path:
     measured = json.loads(results.read_text())
     assert measured["B1"]["batch_calls"] == measured["B1"]["floor"] > 0
     assert measured["B1"]["arm_calls"] > measured["B1"]["batch_calls"]
+    every = measured["B1"]["every_dataset"]  # the agent stream of Foundry projects adds its own floor
+    assert every["projects"] > 0 and every["calls"] == every["floor"] > measured["B1"]["floor"]
     b2_runs = [run for entry in measured["B2"].values() if isinstance(entry, dict) for run in entry["runs"]]
     for run in b2_runs + measured["B4"]["runs"]:
         assert run["ok"] and not run["failures"] and run["documents"] > 0, run
