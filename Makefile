@@ -32,8 +32,10 @@ lint: $(STAMP)
 	$(BIN)/ruff check metrics_poller tests
 	$(BIN)/mypy
 
+# Tests run in parallel, one worker per core (pytest-xdist); `make unit PYTEST_WORKERS=0` runs them in one process.
+PYTEST_WORKERS ?= auto
 unit: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS)
 
 test: lint unit
 

@@ -246,6 +246,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     cfg = load_config(args)
     _setup_logging(cfg)
     _warn_insecure(cfg)
+    asyncio.run(preflight.check(cfg, "validate", preflight.LOCAL_ELASTICSEARCH_CHECKS))
     print("configuration: ok")
 
     async def main() -> int:
@@ -317,6 +318,7 @@ def cmd_setup(args: argparse.Namespace) -> int:
     cfg = load_config(args, needs_targets=False)
     _setup_logging(cfg)
     _warn_insecure(cfg)
+    asyncio.run(preflight.check(cfg, "setup", preflight.LOCAL_ELASTICSEARCH_CHECKS))
 
     async def main() -> int:
         from metrics_poller.sinks.elasticsearch import build_client, setup, setup_inventory

@@ -13,6 +13,7 @@ import asyncio
 import errno
 import os
 import socket
+import ssl
 import tempfile
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from typing import Literal
 
 from metrics_poller.config import Config
 
-Command = Literal["once", "run", "backfill"]
+Command = Literal["once", "run", "backfill", "validate", "setup"]
 EXIT_CONFIG, EXIT_UNREACHABLE = 2, 3
 
 
@@ -165,15 +166,32 @@ async def listen_address(ctx: Context) -> list[Problem]:
 # ------------------------------------------------------------------------------------- Elasticsearch
 
 
+def _uses_elasticsearch(cfg: Config) -> bool:
+    return cfg.output == "elasticsearch" or cfg.state.backend == "elasticsearch"
+
+
+async def elasticsearch_files(ctx: Context) -> list[Problem]:
+    """The CA bundle exists: without it the client cannot even be built."""
+    # Checked here, not when the configuration is read: in a pod the file is a mounted secret.
+    ca_certs = ctx.cfg.elasticsearch.ca_certs
+    wanted = ctx.command == "setup" or _uses_elasticsearch(ctx.cfg)
+    if not wanted or not ca_certs:
+        return []
+    if not Path(ca_certs).is_file():
+        return [Problem("elasticsearch.ca_certs", f"no such file {ca_certs}; expected a PEM CA bundle")]
+    try:  # what the client does with it (elastic_transport's node), so a bad file fails here, not there
+        ssl.create_default_context().load_verify_locations(cafile=ca_certs)
+    except (ssl.SSLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", None) or type(exc).__name__
+        return [Problem("elasticsearch.ca_certs", f"cannot read {ca_certs} ({reason}); expected a PEM CA bundle")]
+    return []
+
+
 async def elasticsearch_access(ctx: Context) -> list[Problem]:
     """One authenticated request to Elasticsearch when documents or cursors go there."""
     cfg = ctx.cfg
-    if cfg.output != "elasticsearch" and cfg.state.backend != "elasticsearch":
-        return []
-    # Checked here, not when the configuration is read: in a pod the file is a mounted secret.
-    ca_certs = cfg.elasticsearch.ca_certs
-    if ca_certs and not Path(ca_certs).is_file():
-        return [Problem("elasticsearch.ca_certs", f"no such file {ca_certs}; expected a PEM CA bundle")]
+    if not _uses_elasticsearch(cfg) or await elasticsearch_files(ctx):
+        return []  # a missing CA bundle is `elasticsearch_files`' problem, reported once
     from metrics_poller.sinks.elasticsearch import probe
 
     answer = await probe(cfg.elasticsearch)
@@ -185,7 +203,9 @@ async def elasticsearch_access(ctx: Context) -> list[Problem]:
 
 # -------------------------------------------------------------------------------------------- run
 
-CHECKS: tuple[Check, ...] = (output_paths, cursor_path, listen_address, elasticsearch_access)
+CHECKS: tuple[Check, ...] = (output_paths, cursor_path, listen_address, elasticsearch_files, elasticsearch_access)
+# `validate` and `setup` report Elasticsearch's answers themselves; only what stops them building a client.
+LOCAL_ELASTICSEARCH_CHECKS: tuple[Check, ...] = (elasticsearch_files,)
 
 
 async def check(cfg: Config, command: Command, checks: Sequence[Check] = CHECKS) -> None:

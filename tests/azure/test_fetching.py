@@ -248,14 +248,15 @@ async def test_batch_mode_reports_missing_subscription_rights(sim: Simulator) ->
 @pytest.mark.parametrize("route", ["getBatch", "metrics"])
 async def test_transient_faults_are_retried(sim: Simulator, kind: str, route: str) -> None:
     region = sim.accounts[0].location
-    # "timeout" holds the request for 4 s, beyond the 3 s request timeout (which a loaded machine's
-    # ordinary answers stay well within).
+    # "timeout" holds the request for 4 s, beyond its 3 s request timeout (which a loaded machine's
+    # ordinary answers stay well within); the other kinds allow 30 s, so a slow ordinary answer on a
+    # loaded machine is never a second, uncounted retry.
     sim.faults.add(FaultRule(route=route, kind=kind, retry_after=1, times=1, match=region, delay=4.0))
     api = "batch" if route == "getBatch" else "arm"
     qs = queries(sim_accounts(sim), [group("tokens")], recent_window())
     baseline = len(qs) if route == "getBatch" else sum(len(q.accounts) for q in qs)
     started = time.monotonic()
-    async with stack(sim, api=api, request_timeout=3.0) as s:
+    async with stack(sim, api=api, request_timeout=3.0 if kind == "timeout" else 30.0) as s:
         results = await run_all(s.fetcher, qs)
     assert_intact(sim, results)
     if kind == "429":
@@ -343,10 +344,6 @@ async def test_permanent_per_metric_error_leaves_the_metric_out_until_definition
     assert_intact(sim, results)
 
 
-@pytest.mark.xfail(
-    reason="fails in full clean-clone runs since this session's merges, passes alone; open in the session note",
-    strict=False,
-)
 @pytest.mark.parametrize("code", ["InternalError", "Throttled", "SomethingNew"])
 async def test_other_per_metric_errors_keep_the_window_for_the_next_cycle(sim: Simulator, code: str) -> None:
     """Any other errorCode may pass: the account's family is fetched again, like a failed call."""

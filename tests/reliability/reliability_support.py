@@ -274,7 +274,7 @@ async def run_soak(plan: SoakPlan, tmp_path: Path, *, log: Any = print) -> SoakR
         kinds = [("429", 0.3), ("529", 0.15), ("500", 0.15), ("503", 0.15), ("reset", 0.15), ("timeout", 0.1)]
 
         poller, store = await _new_poller(cfg, lambda: now)
-        last_duration = 1.0
+        slow_rules = 0  # kill rules added so far (each fires once)
         pending_kills = list(kill_at)
         try:
             for number in range(plan.cycles):
@@ -312,10 +312,25 @@ async def run_soak(plan: SoakPlan, tmp_path: Path, *, log: Any = print) -> SoakR
                 for kind, times in armed.items():
                     es.inject(kind, times=times)
 
+                kill_now = bool(pending_kills) and number >= pending_kills[0]
+                if kill_now and sim.faults.fired["slow"] == slow_rules:  # none armed and unfired
+                    # Mid-cycle by construction, not by a timer: one getBatch call of this cycle is held
+                    # back, and the kill comes once it has arrived and other calls have been answered.
+                    # (A cycle with no getBatch call keeps the rule armed for the next one.)
+                    sim.faults.add(FaultRule(route="getBatch", kind="slow", delay=2.0, times=1))
+                    slow_rules += 1
+                    # Simulated cycles follow each other within milliseconds, so a real-time Retry-After
+                    # (up to `long_retry_after`) can hold every region for many of them, and a cycle with
+                    # nothing to ask has nothing to kill; real cycles are 300 s apart. Let holds lapse.
+                    await asyncio.sleep(plan.long_retry_after + 0.1)
+                calls_before = sim.call_count("getBatch")
                 task = asyncio.create_task(poller.run_cycle(now, deadline=time.monotonic() + 120))
                 killed = False
-                if pending_kills and number >= pending_kills[0]:
-                    await asyncio.wait({task}, timeout=rng.uniform(0.05, max(0.1, 0.8 * last_duration)))
+                if kill_now:
+                    while not task.done() and not (
+                        sim.faults.fired["slow"] == slow_rules and sim.call_count("getBatch") > calls_before
+                    ):
+                        await asyncio.sleep(0.002)
                     if not task.done():
                         store.killed = True  # from here on the "process" writes nothing
                         task.cancel()
@@ -330,7 +345,6 @@ async def run_soak(plan: SoakPlan, tmp_path: Path, *, log: Any = print) -> SoakR
                     poller, store = await _new_poller(cfg, lambda: now)  # noqa: B023 - a restarted process; its clock follows `now`
                 else:
                     report: CycleReport = await task
-                    last_duration = report.duration
                     result.longest_cycle = max(result.longest_cycle, report.duration)
                     outcome = "ok" if report.ok else ("unreachable" if report.unreachable else "partial")
                     result.cycle_results[outcome] += 1

@@ -21,7 +21,8 @@ def check(result: SoakResult) -> None:
         print(line)
     comparison = result.comparison
     assert result.kills >= 3, "fewer than three kills landed mid-cycle"
-    assert result.es_faults["bulk_503"] >= result.plan.es_outage_cycles
+    # The outage was met (a cycle stops writing at its first unacknowledged bulk, so not one per cycle).
+    assert result.es_faults["bulk_503"] >= 1
     assert sum(result.azure_faults.values()) > 0
     # Issue 13's edges were part of the mix: per-metric errors inside a 200, series-cap refusals (400).
     assert result.azure_faults["metric_error"] > 0
@@ -36,12 +37,6 @@ def check(result: SoakResult) -> None:
     assert result.cursors_at_end == {result.end}, (result.cursors_at_end, result.end)
 
 
-@pytest.mark.xfail(
-    reason="flaky since this session's merges: its timed kills often find the (now shorter) cycles done, and "
-    "an Elasticsearch outage now costs one 503 rather than one per cycle; the stored data still matched the "
-    "ground truth in every run (open in the session note)",
-    strict=False,
-)
 async def test_short_chaos_soak_stores_exactly_the_ground_truth(tmp_path: Path) -> None:
     plan = SoakPlan(
         cycles=24,

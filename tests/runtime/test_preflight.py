@@ -92,6 +92,11 @@ CASES: dict[str, tuple[Case, int, str]] = {
         2,
         "preflight: elasticsearch.ca_certs: no such file",
     ),
+    "ca_certs not a PEM bundle": (
+        lambda d, t, e: _with_es(d, e, hosts=["https://127.0.0.1:9200"], ca_certs=str(_blocker(t))),
+        2,
+        "preflight: elasticsearch.ca_certs: cannot read",
+    ),
     "ca_certs with an http:// host": (
         lambda d, t, e: _with_es(d, e, ca_certs=str(_blocker(t))),
         2,
@@ -133,6 +138,25 @@ def test_the_installed_command_stops_before_azure(
     assert [line for line in result.stderr.splitlines() if expected in line] == result.stderr.splitlines()
     assert len(result.stderr.splitlines()) == 1
     assert sim.calls == {}
+
+
+@pytest.mark.parametrize("case", ["ca_certs missing", "ca_certs not a PEM bundle"])
+@pytest.mark.parametrize("subcommand", ["validate", "setup"])
+def test_validate_and_setup_name_a_bad_ca_bundle_before_any_call(
+    sim: Simulator, es: ElasticsearchServer, tmp_path: Path, subcommand: str, case: str
+) -> None:
+    """Found by the configuration fuzz: the client refused to be built, and `validate` printed a
+    traceback after polling Azure."""
+    change, code, expected = CASES[case]
+    data = change(poller_config(sim, tmp_path), tmp_path, es)
+    sim.reset_calls()
+    result = command(subcommand, "--config", str(write_config(data, tmp_path / "poller.yaml")))
+    assert result.returncode == code, result.stdout + result.stderr
+    assert result.stdout == ""
+    assert [line for line in result.stderr.splitlines() if expected in line] == result.stderr.splitlines()
+    assert len(result.stderr.splitlines()) == 1
+    assert sim.calls == {}
+    assert not es.requests, es.requests
 
 
 def test_run_with_its_port_taken_is_one_line_and_closes_everything(
