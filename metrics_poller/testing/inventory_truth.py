@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from metrics_poller.simulator import Simulator
 from metrics_poller.simulator.inventory import LIFECYCLE, PROVISIONED_SKUS, day_of
 from metrics_poller.simulator.world import model_of
+from metrics_poller.testing.ground_truth import Comparison
 
 Fields = dict[str, Any]
 
@@ -132,29 +132,11 @@ def _get(source: Mapping[str, Any], path: str) -> Any:
     return node
 
 
-@dataclass
-class InventoryComparison:
-    expected: int = 0
-    stored: int = 0
-    missing: list[str] = field(default_factory=list)
-    duplicated: list[str] = field(default_factory=list)
-    unexpected: list[str] = field(default_factory=list)
-    wrong: list[tuple[str, str, object, object]] = field(default_factory=list)
-
-    @property
-    def perfect(self) -> bool:
-        return not (self.missing or self.duplicated or self.unexpected or self.wrong)
-
-    def summary(self) -> str:
-        return (
-            f"expected {self.expected}, stored {self.stored}, missing {len(self.missing)}, duplicated "
-            f"{len(self.duplicated)}, unexpected {len(self.unexpected)}, wrong {self.wrong[:5]}"
-        )
-
-
-def compare_deployments(expected: Mapping[str, Fields], documents: Iterable[Mapping[str, Any]]) -> InventoryComparison:
-    """Deployment documents (`metricset.name: deployment`) against `expected_deployments`."""
-    result = InventoryComparison(expected=len(expected))
+def compare_deployments(
+    expected: Mapping[str, Fields], documents: Iterable[Mapping[str, Any]]
+) -> Comparison[str]:
+    """Deployment documents (`metricset.name: deployment`) against `expected_deployments`, by deployment id."""
+    result = Comparison[str](expected=len(expected))
     seen: set[str] = set()
     for doc in documents:
         if _get(doc, "metricset.name") != "deployment":
