@@ -68,7 +68,15 @@ class MetricGroup:
 
 
 # Totals of "Count"-unit metrics that are not whole numbers.
-FRACTIONAL_TOTALS = frozenset({"FineTunedTrainingHours", "RealtimeUsageTime"})
+FRACTIONAL_TOTALS = frozenset(
+    {
+        "FineTunedTrainingHours",
+        "RealtimeUsageTime",
+        "AgentModelEstimatedCost",  # foundry.md §3.3: a USD estimate, unit Unspecified
+        "AgentsHostedMemoryUsage",  # GiB-hours
+        "AgentsHostedvCPUUsage",  # vCPU-hours
+    }
+)
 
 STATS = ("Average", "Minimum", "Maximum")
 TOTAL = ("Total",)
@@ -333,8 +341,109 @@ FOUNDRY_GROUPS: tuple[MetricGroup, ...] = (
 )
 
 
+# ---------------------------------------------------------------------------------------------------
+# Agent metrics of Foundry projects (`Microsoft.CognitiveServices/accounts/projects`, preview;
+# foundry.md §3.3): every metric of the "AI Agents" and "Shared Resources" categories with every
+# aggregation and dimension the supported-metrics page lists. Field stems are Metricbeat's keys with
+# no renames (§2.4, §5.1): Elastic's preview pipeline renames paths that can never occur, so its
+# declared `agent.events.total` … stay empty under Metricbeat too. The "Resource" (compute) category
+# is not catalogued: the reference gives its dimensions only as a pool, not per metric.
+
+PROJECT_NAMESPACE = "Microsoft.CognitiveServices/accounts/projects"  # = model.PROJECT_TYPE
+ALL_STATS = ("Count", "Total", "Average", "Maximum", "Minimum")  # the page's order: Count is listed first
+TOTAL_STATS = ("Total", "Average", "Maximum", "Minimum")
+AGENT_TOKEN_DIMENSIONS = ("AgentId", "ModelName", "TokenType")
+AGENT_MODEL_DIMENSIONS = ("AgentName", "AgentVersion", "ModelDeploymentName")
+TOOLBOX_DIMENSIONS = ("ToolboxName", "ToolboxVersion")
+COSMOS_DIMENSIONS = ("DatabaseName", "ContainerName")
+
+
+def _agent(name: str, unit: str, aggregations: tuple[str, ...], dims: tuple[str, ...], official: bool) -> MetricSpec:
+    return MetricSpec(name, manage_property_name(name), unit, aggregations, dims, official)
+
+
+AGENT_METRICS: tuple[MetricSpec, ...] = (
+    # The nine Elastic's preview package requests (groups A1–A8, §1.3).
+    _agent("AgentEvents", "Count", ALL_STATS, ("EventType",), True),
+    _agent("AgentInputTokens", "Count", TOTAL_STATS, AGENT_TOKEN_DIMENSIONS, True),
+    _agent("AgentOutputTokens", "Count", TOTAL_STATS, AGENT_TOKEN_DIMENSIONS, True),
+    _agent("AgentMessages", "Count", ALL_STATS, ("EventType", "ThreadId"), True),
+    _agent("AgentResponses", "Count", ALL_STATS, ("AgentId", "ModelName", "ResponseStatus"), True),
+    _agent(
+        "AgentRuns",
+        "Count",
+        ALL_STATS,
+        ("AgentId", "ModelName", "RunStatus", "StatusCode", "ThreadId", "StreamType"),
+        True,
+    ),
+    _agent("AgentThreads", "Count", ALL_STATS, ("EventType",), True),
+    _agent("AgentToolCalls", "Count", ALL_STATS, ("AgentId", "ModelName", "ToolName"), True),
+    _agent("AgentUsageIndexedFiles", "Count", ALL_STATS, ("ErrorCode", "Status", "VectorStoreId"), True),
+    # The rest of the category, newer than Elastic's preview.
+    _agent("AgentModelCacheReadTokens", "Count", TOTAL, AGENT_MODEL_DIMENSIONS, False),
+    _agent("AgentModelCacheWriteTokens", "Count", TOTAL, AGENT_MODEL_DIMENSIONS, False),
+    _agent("AgentModelEstimatedCost", "Unspecified", TOTAL, AGENT_MODEL_DIMENSIONS, False),  # USD estimate
+    _agent("AgentModelOutputTokens", "Count", TOTAL, AGENT_MODEL_DIMENSIONS, False),
+    _agent("AgentModelUncachedInputTokens", "Count", TOTAL, AGENT_MODEL_DIMENSIONS, False),
+    _agent("AgentsHostedMemoryUsage", "Count", TOTAL_STATS, ("AgentId",), False),  # GiB-hours
+    _agent("AgentsHostedvCPUUsage", "Count", TOTAL_STATS, ("AgentId",), False),  # vCPU-hours
+    _agent("ToolboxCallToolCalls", "Count", TOTAL, (*TOOLBOX_DIMENSIONS, "Status"), False),
+    _agent("ToolboxToolsDeferred", "Count", TOTAL_STATS, TOOLBOX_DIMENSIONS, False),
+    _agent("ToolboxToolSearchCalls", "Count", TOTAL, (*TOOLBOX_DIMENSIONS, "Status"), False),
+    _agent("ToolboxToolSearchEnabled", "Count", TOTAL, TOOLBOX_DIMENSIONS, False),
+    _agent("ToolboxToolSearchResults", "Count", TOTAL_STATS, TOOLBOX_DIMENSIONS, False),
+    _agent("ToolboxToolsVisible", "Count", TOTAL_STATS, TOOLBOX_DIMENSIONS, False),
+    # Shared Resources (Preview).
+    _agent("CosmosDbRequestUnits", "Count", TOTAL_STATS, COSMOS_DIMENSIONS, False),
+    _agent("CosmosDbThrottledRequests", "Count", ALL_STATS, COSMOS_DIMENSIONS, False),
+    _agent("SearchRetrievalRequests", "Count", ALL_STATS, ("ResourceType", "IndexName"), False),
+    _agent("SearchStoragePerKnowledgeBase", "Bytes", STATS, ("IndexName",), False),
+)
+AGENT_METRICS_BY_NAME: dict[str, MetricSpec] = {m.name: m for m in AGENT_METRICS}
+
+
+def _agents(
+    name: str, metrics: tuple[str, ...], aggregations: tuple[str, ...], dims: tuple[str, ...] | None = None
+) -> MetricGroup:
+    return _group(name, metrics, aggregations, dims, AGENT_METRICS_BY_NAME)
+
+
+# Elastic's A1–A8 (A1 and A6 share a dimension set and aggregations, so one call), then the newer
+# metrics; each metric with every aggregation it offers.
+AGENT_GROUPS: tuple[MetricGroup, ...] = (
+    _agents("agent_events", ("AgentEvents", "AgentThreads"), ALL_STATS),  # A1, A6
+    _agents("agent_tokens", ("AgentInputTokens", "AgentOutputTokens"), TOTAL_STATS),  # A2
+    _agents("agent_messages", ("AgentMessages",), ALL_STATS),  # A3
+    _agents("agent_responses", ("AgentResponses",), ALL_STATS),  # A4
+    _agents("agent_runs", ("AgentRuns",), ALL_STATS),  # A5
+    _agents("agent_tool_calls", ("AgentToolCalls",), ALL_STATS),  # A7
+    _agents("agent_indexed_files", ("AgentUsageIndexedFiles",), ALL_STATS),  # A8
+    _agents(
+        "agent_model_usage",
+        (
+            "AgentModelCacheReadTokens",
+            "AgentModelCacheWriteTokens",
+            "AgentModelEstimatedCost",
+            "AgentModelOutputTokens",
+            "AgentModelUncachedInputTokens",
+        ),
+        TOTAL,
+    ),
+    _agents("agent_hosted_usage", ("AgentsHostedMemoryUsage", "AgentsHostedvCPUUsage"), TOTAL_STATS),
+    _agents("toolbox_calls", ("ToolboxCallToolCalls", "ToolboxToolSearchCalls"), TOTAL),
+    _agents("toolbox_enabled", ("ToolboxToolSearchEnabled",), TOTAL),
+    _agents("toolbox_tools", ("ToolboxToolsDeferred", "ToolboxToolSearchResults", "ToolboxToolsVisible"), TOTAL_STATS),
+    _agents("cosmos_db", ("CosmosDbRequestUnits",), TOTAL_STATS),
+    _agents("cosmos_db_throttled", ("CosmosDbThrottledRequests",), ALL_STATS),
+    _agents("search_requests", ("SearchRetrievalRequests",), ALL_STATS),
+    _agents("search_storage", ("SearchStoragePerKnowledgeBase",), STATS),
+)
+
+
 # Every dimension of every catalogue: the canonical casing of names Azure returns lower-cased.
-ALL_DIMENSIONS: tuple[str, ...] = tuple(sorted({d for m in (*METRICS, *FOUNDRY_METRICS) for d in m.dimensions}))
+ALL_DIMENSIONS: tuple[str, ...] = tuple(
+    sorted({d for m in (*METRICS, *FOUNDRY_METRICS, *AGENT_METRICS) for d in m.dimensions})
+)
 _CANONICAL_DIMENSIONS: dict[str, str] = {d.lower(): d for d in ALL_DIMENSIONS}
 
 # Every catalogued metric of the `Microsoft.CognitiveServices/accounts` namespace (both families).

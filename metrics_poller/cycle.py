@@ -22,7 +22,7 @@ from metrics_poller.config import Config
 from metrics_poller.datasets import Dataset
 from metrics_poller.discovery import DiscoveryError
 from metrics_poller.inventory_cycle import Inventory, Readings
-from metrics_poller.model import Account, Document, Failure, MetricDefinition, Outcome
+from metrics_poller.model import ACCOUNT_TYPE, Account, Document, Failure, MetricDefinition, Outcome
 from metrics_poller.planning import CursorKey, DefinitionsKey, Gap, Settings, WorkUnit, definitions_key, plan, shard_of
 from metrics_poller.shaping import DocumentContext, shape
 from metrics_poller.sinks import Sink
@@ -253,8 +253,10 @@ class Poller:
             return
 
         if self.inventory is not None and override_cursors is None:
-            # Control-plane reads run beside the metrics on their own connection slots.
-            self._inventory_reads = asyncio.create_task(self.inventory.read(accounts, now, deadline))
+            # Control-plane reads run beside the metrics on their own connection slots. They read
+            # accounts' deployments and quotas; Foundry projects have neither.
+            own = [a for a in accounts if a.type == ACCOUNT_TYPE]
+            self._inventory_reads = asyncio.create_task(self.inventory.read(own, now, deadline))
         if override_cursors is None:
             if self.cursors is None:
                 self.cursors = await self.store.load()

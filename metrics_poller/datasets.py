@@ -17,6 +17,7 @@ from metrics_poller import catalog
 from metrics_poller.catalog import AGGREGATION_SUFFIX, MetricGroup, MetricSpec
 
 ACCOUNTS = "Microsoft.CognitiveServices/accounts"
+PROJECTS = catalog.PROJECT_NAMESPACE  # Foundry projects: child resources of AIServices accounts
 
 
 @dataclass(frozen=True, eq=False)  # compared and hashed by identity: it keys hot caches
@@ -112,7 +113,22 @@ AI_FOUNDRY = Dataset(
     bypass_default_pipeline=True,
 )
 
-DATASETS: tuple[Dataset, ...] = (OPEN_AI, AI_FOUNDRY)
+AI_FOUNDRY_AGENT = Dataset(
+    name="azure.ai_foundry.agent",
+    resource_type=PROJECTS,
+    metrics=catalog.AGENT_METRICS,
+    groups=catalog.AGENT_GROUPS,
+    metric_object=("ai_foundry", "agent"),
+    integration="azure_ai_foundry",
+    # The fields follow Metricbeat's rule (`agent_events`, …; foundry.md §2.4, §5.1), not the names
+    # Elastic's preview pipeline would rename to; the documents are final, so its pipeline (renames
+    # that match nothing today, and may match something tomorrow) is not run unless the user names one.
+    bypass_default_pipeline=True,
+    default=False,  # preview metrics: opt-in via `datasets:`
+    preview=True,
+)
+
+DATASETS: tuple[Dataset, ...] = (OPEN_AI, AI_FOUNDRY, AI_FOUNDRY_AGENT)
 BY_NAME: dict[str, Dataset] = {d.name: d for d in DATASETS}
 DEFAULT_NAMES: tuple[str, ...] = tuple(d.name for d in DATASETS if d.default)
 

@@ -1,5 +1,9 @@
 """Configured targets (subscriptions, resource groups, resource ids) → `Account` records.
 
+Foundry projects (`Microsoft.CognitiveServices/accounts/projects`) of the selected accounts are listed
+too when a selected dataset reads them, through the same ARM list or Resource Graph query, each as an
+`Account` record of that type (its parent's subscription, group and kind).
+
 The only module that knows azure-mgmt-resource and azure-mgmt-resourcegraph. A target that is gone
 (404) or hidden (403) becomes a `Failure`; only when nothing at all can be read (bad credential, no
 network) does `accounts()` raise, so the CLI can exit with a clear one-line message.
@@ -11,8 +15,8 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from azure.core.credentials_async import AsyncTokenCredential
@@ -22,11 +26,14 @@ from azure.mgmt.resourcegraph.models import QueryRequest, QueryRequestOptions
 
 from metrics_poller import config
 from metrics_poller.azure_http import CallError, Capture, Clients, Pacing, Retrier, arm_kwargs, call_budget
-from metrics_poller.model import ACCOUNT_TYPE, Account, Failure
+from metrics_poller.model import ACCOUNT_TYPE, PROJECT_TYPE, Account, Failure
 
 log = logging.getLogger(__name__)
 
 RESOURCE_FILTER = f"resourceType eq '{ACCOUNT_TYPE}'"
+# Projects are nested resources of an account; ARM's resource list is asked for them by type, as the
+# default branch of Elastic's agent_metrics template has Metricbeat do (foundry.md §1.3).
+PROJECT_FILTER = f"resourceType eq '{PROJECT_TYPE}'"
 # get_by_id needs the resource provider's api-version (Microsoft.CognitiveServices), not ARM's.
 ACCOUNT_API_VERSION = "2025-06-01"
 GRAPH_PAGE = 1000
@@ -90,6 +97,43 @@ def account_from_resource(resource: Mapping[str, Any]) -> Account | None:
     )
 
 
+def project_from_resource(resource: Mapping[str, Any], parents: Mapping[str, Account]) -> Account | None:
+    """An ARM or Resource Graph project → `Account` of type PROJECT_TYPE; None unless its parent account
+    (the id before `/projects/`) is one of `parents` (keyed by lower-cased id)."""
+    resource_id = resource.get("id")
+    rtype = resource.get("type")
+    if not isinstance(resource_id, str) or not isinstance(rtype, str) or rtype.lower() != PROJECT_TYPE.lower():
+        return None
+    cut = resource_id.lower().rfind("/projects/")
+    parent = parents.get(resource_id[:cut].lower()) if cut > 0 else None
+    if parent is None:
+        return None
+    location = resource.get("location")
+    tags = resource.get("tags")
+    return Account(
+        id=resource_id,
+        # ARM may name a nested resource `account/project`; the project's own name is the id's last part.
+        name=resource_id.rstrip("/").rsplit("/", 1)[-1],
+        subscription_id=parent.subscription_id,
+        resource_group=parent.resource_group,
+        location=location.lower().replace(" ", "") if isinstance(location, str) and location else parent.location,
+        kind=parent.kind,
+        type=PROJECT_TYPE,
+        tags={str(k): str(v) for k, v in tags.items()} if isinstance(tags, Mapping) else {},
+    )
+
+
+def select_projects(resources: Iterable[Mapping[str, Any]], parents: Sequence[Account]) -> list[Account]:
+    """Projects of the selected accounts, de-duplicated by case-insensitive id, in first-seen order."""
+    by_key = {a.key: a for a in parents}
+    seen: dict[str, Account] = {}
+    for resource in resources:
+        project = project_from_resource(resource, by_key)
+        if project is not None and project.key not in seen:
+            seen[project.key] = project
+    return list(seen.values())
+
+
 def select_accounts(resources: Iterable[Mapping[str, Any]], kinds: Sequence[str]) -> list[Account]:
     """Accounts of the wanted kinds (exact match: `OpenAI` is not `openai-something`), de-duplicated
     by case-insensitive id, in first-seen order."""
@@ -109,6 +153,14 @@ def target_reason(err: CallError) -> str:
     if err.status == 403:
         return f"forbidden: {err.reason} (the identity needs Reader or Monitoring Reader on this scope)"
     return err.reason
+
+
+def graph_projects_query() -> str:
+    """Resource Graph KQL for Foundry projects (filtered to the selected accounts' children client-side)."""
+    return (
+        f"resources | where type =~ '{PROJECT_TYPE}' "
+        "| project id, name, type, location, resourceGroup, subscriptionId, tags"
+    )
 
 
 def graph_query(kinds: Sequence[str]) -> str:
@@ -141,6 +193,7 @@ class _Target:
     subscription_id: str
     resource_group: str | None = None
     resource_id: str | None = None
+    resource_filter: str = RESOURCE_FILTER
 
 
 @dataclass(slots=True)
@@ -160,8 +213,11 @@ class Discoverer:
         clock: Callable[[], float] = time.monotonic,
         *,
         pacing: Pacing | None = None,
+        resource_types: Collection[str] = (ACCOUNT_TYPE,),
     ) -> None:
+        """`resource_types`: what the selected datasets read; projects are listed only when named."""
         self._cfg = cfg
+        self._projects = PROJECT_TYPE.lower() in {t.lower() for t in resource_types}
         self._credential = credential
         self._clock = clock
         self._retrier = Retrier(cfg, asyncio.Semaphore(cfg.concurrency), clock, pacing=pacing)
@@ -196,7 +252,13 @@ class Discoverer:
                 )
             self._cached = result
             self._expires = self._clock() + self._cfg.refresh_interval
-            log.info("discovered %d accounts (%d targets failed)", len(result.accounts), len(result.failures))
+            projects = sum(1 for a in result.accounts if a.type == PROJECT_TYPE)
+            log.info(
+                "discovered %d accounts, %d projects (%d targets failed)",
+                len(result.accounts) - projects,
+                projects,
+                len(result.failures),
+            )
             return result
 
     async def close(self) -> None:
@@ -229,8 +291,12 @@ class Discoverer:
     def _describe(self, target: _Target) -> str:
         if target.resource_id:
             return target.resource_id
-        if target.key == "graph":
+        if target.key.startswith("graph"):
             return "resource graph"
+        if target.resource_filter != RESOURCE_FILTER:
+            where = f"/subscriptions/{target.subscription_id}"
+            where += f"/resourceGroups/{target.resource_group}" if target.resource_group else ""
+            return f"projects of {where}"
         if target.resource_group:
             return f"/subscriptions/{target.subscription_id}/resourceGroups/{target.resource_group}"
         return f"/subscriptions/{target.subscription_id}"
@@ -241,7 +307,42 @@ class Discoverer:
             return DiscoveryResult([], [])
         deadline = self._clock() + call_budget(self._cfg)
         outcomes = await asyncio.gather(*(self._read(t, deadline) for t in targets))
+        resources, failures = self._collect(outcomes, fatal_when_all=True)
 
+        accounts = select_accounts(resources, self._cfg.kinds)
+        if self._cfg.discovery == "resource_graph":
+            explicit = {rid.lower() for rid in self._cfg.resource_ids}
+            accounts = [a for a in accounts if a.key in explicit or in_scope(a, self._cfg.subscriptions)]
+        if self._projects and accounts:
+            targets = self._project_targets(accounts)
+            outcomes = await asyncio.gather(*(self._read(t, deadline) for t in targets))
+            children, child_failures = self._collect(outcomes, fatal_when_all=False)
+            accounts += select_projects(children, accounts)
+            failures += child_failures
+        return DiscoveryResult(accounts, failures)
+
+    def _project_targets(self, accounts: Sequence[Account]) -> list[_Target]:
+        """Where the selected accounts' projects are listed: one Resource Graph query, or the configured
+        subscription, else each resource group holding a selected account (a project lives in its
+        account's group)."""
+        if self._cfg.discovery == "resource_graph" and self._cfg.subscriptions:
+            return [_Target("graph:projects", self._cfg.subscriptions[0].id)]
+        whole = {s.id.lower() for s in self._cfg.subscriptions if not s.resource_groups}
+        targets: dict[str, _Target] = {}
+        for account in accounts:
+            sub = account.subscription_id
+            if sub.lower() in whole:
+                targets.setdefault(f"projects:{sub}".lower(), _Target(f"projects:{sub}".lower(), sub, None))
+            else:
+                key = f"projects:{sub}/{account.resource_group}".lower()
+                targets.setdefault(key, _Target(key, sub, account.resource_group))
+        return [replace(t, resource_filter=PROJECT_FILTER) for t in targets.values()]
+
+    def _collect(
+        self, outcomes: Sequence[_Outcome], *, fatal_when_all: bool
+    ) -> tuple[list[dict[str, Any]], list[Failure]]:
+        """The resources read, with each failed target's last good answer, and one failure per target;
+        raises when every target failed for want of Azure itself (`fatal_when_all`)."""
         failures: list[Failure] = []
         resources: list[dict[str, Any]] = []
         fatal: list[CallError] = []
@@ -265,26 +366,23 @@ class Discoverer:
             resources.extend(self._by_target.get(key, ()))
             warnings.append((where, err.reason))
 
-        if len(fatal) == len(targets):  # one error for all, not one line per target saying the same
+        if fatal_when_all and len(fatal) == len(outcomes):  # one error for all, not one line per target
             auth = next((e for e in fatal if (e.credential and not e.retryable) or e.status == 401), None)
             if auth is not None:
                 raise AzureAuthError(f"Azure rejected the credential: {auth.reason}")
             raise AzureUnreachable(f"Azure Resource Manager could not be read: {fatal[0].reason}")
         for where, reason in warnings:
             log.warning("discovery of %s failed: %s", where, reason)
-
-        accounts = select_accounts(resources, self._cfg.kinds)
-        if self._cfg.discovery == "resource_graph":
-            explicit = {rid.lower() for rid in self._cfg.resource_ids}
-            accounts = [a for a in accounts if a.key in explicit or in_scope(a, self._cfg.subscriptions)]
-        return DiscoveryResult(accounts, failures)
+        return resources, failures
 
     # ------------------------------------------------------------------------------------ requests
 
     async def _read(self, target: _Target, deadline: float) -> _Outcome:
         try:
             if target.key == "graph":
-                return _Outcome(target, await self._read_graph(deadline))
+                return _Outcome(target, await self._read_graph(deadline, graph_query(self._cfg.kinds)))
+            if target.key == "graph:projects":
+                return _Outcome(target, await self._read_graph(deadline, graph_projects_query()))
             if target.resource_id is not None:
                 return _Outcome(target, await self._read_one(target, deadline))
             return _Outcome(target, await self._read_list(target, deadline))
@@ -297,10 +395,10 @@ class Discoverer:
         async def call(capture: Capture) -> list[dict[str, Any]]:
             if target.resource_group:
                 pager = client.resources.list_by_resource_group(
-                    target.resource_group, filter=RESOURCE_FILTER, **capture.hooks()
+                    target.resource_group, filter=target.resource_filter, **capture.hooks()
                 )
             else:
-                pager = client.resources.list(filter=RESOURCE_FILTER, **capture.hooks())
+                pager = client.resources.list(filter=target.resource_filter, **capture.hooks())
             return [resource.as_dict() async for resource in pager]
 
         return await self._retrier.run(
@@ -329,12 +427,11 @@ class Discoverer:
             )
         return resources
 
-    async def _read_graph(self, deadline: float) -> list[dict[str, Any]]:
+    async def _read_graph(self, deadline: float, query: str) -> list[dict[str, Any]]:
         if self._graph is None:
             self._graph = ResourceGraphClient(self._credential, **arm_kwargs(self._cfg))
         graph = self._graph
         subscriptions = [s.id for s in self._cfg.subscriptions]
-        query = graph_query(self._cfg.kinds)
         rows: list[dict[str, Any]] = []
         skip_token: str | None = None
         while True:

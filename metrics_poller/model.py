@@ -14,11 +14,13 @@ import msgspec
 from metrics_poller.catalog import MetricGroup
 
 ACCOUNT_TYPE = "Microsoft.CognitiveServices/accounts"
+PROJECT_TYPE = "Microsoft.CognitiveServices/accounts/projects"  # Foundry projects, children of accounts
 
 
 @dataclass(frozen=True, slots=True)
 class Account:
-    """One Azure Cognitive Services account, as discovered (ids keep their original case)."""
+    """One Azure Cognitive Services account, as discovered (ids keep their original case); also a Foundry
+    project of one (`type` PROJECT_TYPE, with its parent's subscription, group and kind)."""
 
     id: str
     name: str

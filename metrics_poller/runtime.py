@@ -10,7 +10,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from metrics_poller import __version__
+from metrics_poller import __version__, datasets
 from metrics_poller.config import Config, ConfigError
 from metrics_poller.cycle import Poller, utcnow
 from metrics_poller.inventory_cycle import Inventory
@@ -70,7 +70,6 @@ async def create_poller(
         es_client = build_client(cfg.elasticsearch)
     if sink is None:
         if cfg.output == "elasticsearch":
-            from metrics_poller import datasets
             from metrics_poller.sinks.elasticsearch import ensure_templates, preflight
 
             try:
@@ -85,7 +84,12 @@ async def create_poller(
         store = build_store(cfg, es_client)
     poller = Poller(
         cfg,
-        discoverer=Discoverer(cfg.azure, credential, pacing=pacing),
+        discoverer=Discoverer(
+            cfg.azure,
+            credential,
+            pacing=pacing,
+            resource_types={d.resource_type for d in datasets.select(cfg.datasets)},
+        ),
         fetcher=Fetcher(cfg.azure, credential, pacing=pacing),
         sink=sink,
         store=store,

@@ -514,7 +514,7 @@ def _constant_parts(context: DocumentContext, dataset: Dataset) -> _Constant:
     }
     agent = b'"agent":' + encode(_sorted_dict(context.agent)) + b"," if context.agent else b""
     key, *inner = dataset.metric_object
-    opening = b"".join(orjson.dumps(part) + b":{" for part in inner)
+    opening = b"".join(b"{" + orjson.dumps(part) + b":" for part in inner)
     return _Constant(
         agent,
         b"," + encode(tail)[1:],

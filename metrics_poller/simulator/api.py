@@ -18,7 +18,7 @@ from urllib.parse import quote, urlencode
 
 import orjson
 
-from metrics_poller.catalog import ACCOUNT_METRICS, ACCOUNT_METRICS_BY_NAME, NAMESPACE, MetricSpec
+from metrics_poller.catalog import MetricSpec
 from metrics_poller.simulator import data, inventory
 from metrics_poller.simulator.data import Agg, MetricLayout, Publication
 from metrics_poller.simulator.query import (
@@ -26,8 +26,10 @@ from metrics_poller.simulator.query import (
     MetricQuery,
     bad_request,
     batch_times,
+    catalogue_of,
     check_namespace,
     check_range,
+    metric_of,
     parse_aggregations,
     parse_filter,
     parse_interval,
@@ -42,12 +44,19 @@ from metrics_poller.simulator.query import (
     with_buckets,
 )
 from metrics_poller.simulator.spec import SimAccount, SimSpec
-from metrics_poller.simulator.world import ACCOUNT_TYPE, REGION_DISPLAY, Resource, World, build_world, model_of
+from metrics_poller.simulator.world import (
+    ACCOUNT_TYPE,
+    PROJECT_TYPE,
+    REGION_DISPLAY,
+    Resource,
+    World,
+    build_world,
+    model_of,
+)
 
 MAX_BATCH_IDS = 50
 _PROJECTION_CACHE = 500_000
 _GRAINS_AVAILABLE = ("PT1M", "PT5M", "PT15M", "PT30M", "PT1H", "PT6H", "PT12H", "P1D")
-_LOWER_NAMESPACE = NAMESPACE.lower()
 
 
 Failing = tuple[str, str]  # (metric name or "*", the per-metric errorCode it fails with)
@@ -113,7 +122,8 @@ class Backend:
         self.spec = spec
         self.base_url = base_url
         self.world: World = build_world(spec)
-        self._by_id: dict[str, SimAccount] = {a.key: a for a in self.world.accounts}
+        # Accounts and their Foundry projects: both answer the metric routes, each with its own namespace.
+        self._by_id: dict[str, SimAccount] = {a.key: a for a in (*self.world.accounts, *self.world.projects)}
         self._others: dict[str, Resource] = {r.id.lower(): r for r in self.world.other_resources}
         self._deleted: set[str] = set()
         self._layouts: dict[int, dict[str, MetricLayout]] = {}
@@ -149,6 +159,14 @@ class Backend:
     def live_accounts(self) -> list[SimAccount]:
         return [a for a in self.world.accounts if a.key not in self._deleted]
 
+    def live_projects(self) -> list[SimAccount]:
+        """Projects whose account and selves are live (deleting an account deletes its projects)."""
+        return [
+            p
+            for p in self.world.projects
+            if p.key not in self._deleted and p.key[: p.key.rfind("/projects/")] not in self._deleted
+        ]
+
     # ----------------------------------------------------------------------------------- ARM resources
 
     def list_resources(self, path: str, subscription: str, group: str | None, params: Mapping[str, str]) -> Reply:
@@ -178,7 +196,9 @@ class Backend:
         def wanted(sub: str, rg: str) -> bool:
             return sub == subscription and (group is None or rg.lower() == group.lower())
 
-        items = [account_item(a) for a in self.live_accounts() if wanted(a.subscription_id, a.resource_group)]
+        # ARM lists nested projects beside accounts when asked for their type (foundry.md §1.3).
+        live = (*self.live_accounts(), *self.live_projects())
+        items = [account_item(a) for a in live if wanted(a.subscription_id, a.resource_group)]
         items += [other_item(r) for r in self.world.other_resources if wanted(r.subscription_id, r.resource_group)]
         return items
 
@@ -189,6 +209,8 @@ class Backend:
 
     def get_resource(self, resource_id: str) -> Reply:
         account = self.account(resource_id)
+        if account is not None and account.type == PROJECT_TYPE:
+            return Reply(200, {**account_item(account), "properties": {"provisioningState": "Succeeded"}})
         if account is not None:
             item = account_item(account)
             item["properties"] = {
@@ -209,8 +231,8 @@ class Backend:
         account = self.account(resource_id)
         if account is None:
             raise not_found(resource_id)
-        check_namespace(params.get("metricnamespace"), required=False)
-        offered = [m for m in ACCOUNT_METRICS if self.spec.metric_defined(m.name, account.kind)]
+        check_namespace(params.get("metricnamespace"), required=False, resource_type=account.type)
+        offered = [m for m in catalogue_of(account.type) if self.spec.metric_defined(m.name, account.kind)]
         return Reply(200, {"value": [self._definition(account, m) for m in offered]})
 
     def _definition(self, account: SimAccount, metric: MetricSpec) -> dict[str, Any]:
@@ -218,7 +240,7 @@ class Backend:
         return {
             "id": f"{account.id}/providers/microsoft.insights/metricdefinitions/{metric.name}",
             "resourceId": account.id,
-            "namespace": NAMESPACE,
+            "namespace": account.type,
             "category": data.CATEGORIES.get(metric.name, "Azure OpenAI"),
             "name": {"value": metric.name, "localizedValue": data.DISPLAY_NAMES[metric.name]},
             "displayDescription": data.DISPLAY_NAMES[metric.name] + ".",
@@ -234,12 +256,13 @@ class Backend:
         account = self.account(resource_id)
         if account is None:
             raise not_found(resource_id)
+        namespace = account.type
         item = {
-            "id": f"{account.id}/providers/microsoft.insights/metricNamespaces/{NAMESPACE.replace('/', '-')}",
-            "name": NAMESPACE.replace("/", "-"),
+            "id": f"{account.id}/providers/microsoft.insights/metricNamespaces/{namespace.replace('/', '-')}",
+            "name": namespace.replace("/", "-"),
             "type": "Microsoft.Insights/metricNamespaces",
             "classification": "Platform",
-            "properties": {"metricNamespaceName": NAMESPACE},
+            "properties": {"metricNamespaceName": namespace},
         }
         return Reply(200, {"value": [item]})
 
@@ -253,9 +276,11 @@ class Backend:
             raise not_found(resource_id)
         start, end = parse_timespan(params.get("timespan"), now)
         check_range(start, end, now)
-        check_namespace(params.get("metricnamespace"), required=False)
-        names = params.get("metricnames") or ACCOUNT_METRICS[0].name
-        query = self._query(params, names, start, end, auto_adjust=params.get("autoadjusttimegrain") == "true")
+        check_namespace(params.get("metricnamespace"), required=False, resource_type=account.type)
+        names = params.get("metricnames") or catalogue_of(account.type)[0].name
+        query = self._query(
+            params, names, start, end, auto_adjust=params.get("autoadjusttimegrain") == "true", rtype=account.type
+        )
         self._check_offered(account, query)
         if (params.get("resulttype") or "").lower() == "metadata":
             query = _with_metadata_only(query)
@@ -266,7 +291,7 @@ class Backend:
             "timespan": f"{timestamp(int(start.timestamp()))}/{timestamp(int(end.timestamp()))}",
             "interval": query.interval,
             "value": metrics,
-            "namespace": _LOWER_NAMESPACE,
+            "namespace": account.type.lower(),
             "resourceregion": account.location,
         }
         return Reply(200, body)
@@ -279,8 +304,9 @@ class Backend:
         end: datetime,
         *,
         auto_adjust: bool = False,
+        rtype: str = ACCOUNT_TYPE,
     ) -> MetricQuery:
-        metrics = parse_metrics(names, self.spec)
+        metrics = parse_metrics(names, self.spec, rtype)
         grain, interval = parse_interval(params.get("interval"), end - start, auto_adjust)
         aggregations = parse_aggregations(params.get("aggregation"), metrics)
         clauses = parse_filter(params.get("$filter", params.get("filter")))
@@ -314,13 +340,13 @@ class Backend:
         failing: Failing | None = None,
     ) -> Reply:
         start, end = batch_times(dict(params), now)
-        check_namespace(params.get("metricnamespace"), required=True)
+        rtype = check_namespace(params.get("metricnamespace"), required=True)
         if not params.get("metricnames"):
             raise bad_request("Parameter 'metricnames' is required.")
         ids = _batch_ids(body)
-        accounts = self._batch_accounts(region, subscription, ids)
+        accounts = self._batch_accounts(region, subscription, ids, rtype)
         check_range(start, end, now)
-        query = self._query(params, params["metricnames"], start, end)
+        query = self._query(params, params["metricnames"], start, end, rtype=rtype)
         publication = Publication.at(now.timestamp(), self.spec.publication_delay)
         for account in accounts:
             if account is not None:
@@ -340,9 +366,13 @@ class Backend:
         """A metric the account's kind does not offer is refused like an unknown one (400)."""
         for metric in query.metrics:
             if not self.spec.metric_defined(metric.name, account.kind):
-                raise bad_request(unknown_metric_message(metric.name, self.spec))
+                raise bad_request(unknown_metric_message(metric.name, self.spec, account.type))
 
-    def _batch_accounts(self, region: str, subscription: str, ids: list[str]) -> list[SimAccount | None]:
+    def _batch_accounts(
+        self, region: str, subscription: str, ids: list[str], rtype: str = ACCOUNT_TYPE
+    ) -> list[SimAccount | None]:
+        """The resources of a batch; every one must be of the namespace's type, subscription and region
+        (azure-monitor.md §5: "all in the same subscription, region and resource type")."""
         prefix = f"/subscriptions/{subscription.lower()}/"
         out: list[SimAccount | None] = []
         for rid in ids:
@@ -355,9 +385,14 @@ class Backend:
             if other is not None:
                 raise bad_request(
                     f"Resource id '{rid}' is of type {other.type}; all resource ids in a batch must "
-                    f"be of type {ACCOUNT_TYPE}."
+                    f"be of type {rtype}."
                 )
             account = self.account(rid)
+            if account is not None and account.type.lower() != rtype.lower():
+                raise bad_request(
+                    f"Resource id '{rid}' is of type {account.type}; all resource ids in a batch must "
+                    f"be of type {rtype}."
+                )
             if account is not None and account.location.lower() != region.lower():
                 raise bad_request(
                     f"Resource id '{rid}' is in region '{account.location}', not in the requested "
@@ -383,7 +418,7 @@ class Backend:
             "endtime": echo_time(end),
             "interval": query.interval,
             "value": [self.metric_payload(account, rid, m, query, publication, failing) for m in query.metrics],
-            "namespace": _LOWER_NAMESPACE,
+            "namespace": account.type.lower(),
             "resourceregion": account.location,
             "resourceid": rid,
         }
@@ -459,7 +494,9 @@ class Backend:
         grain: int | None,
         dimensions: Sequence[str] | None,
     ) -> dict[frozenset[tuple[str, str]], dict[datetime, dict[str, float]]]:
-        spec = ACCOUNT_METRICS_BY_NAME[metric]
+        spec = metric_of(account.type, metric)
+        if spec is None:
+            raise KeyError(f"{metric} is not a metric of {account.type}")
         if not self.spec.metric_defined(metric, account.kind):
             return {}
         hidden = self.spec.hidden_dimensions(metric)
@@ -549,7 +586,7 @@ class Backend:
         options = request.get("options") or {}
         top = int(options.get("$top") or 100)
         offset = _skip_offset(options.get("$skipToken"))
-        rows = _graph_rows(self.live_accounts(), subscriptions, request["query"])
+        rows = _graph_rows(self.live_accounts(), self.live_projects(), subscriptions, request["query"])
         page = rows[offset : offset + top]
         reply: dict[str, Any] = {
             "totalRecords": len(rows),
@@ -567,14 +604,23 @@ class Backend:
 
 
 def account_item(account: SimAccount) -> dict[str, Any]:
-    item: dict[str, Any] = {
-        "id": account.id,
-        "name": account.name,
-        "type": ACCOUNT_TYPE,
-        "kind": account.kind,
-        "location": account.location,
-        "sku": {"name": "S0"},
-    }
+    if account.type == PROJECT_TYPE:
+        # A project has no kind or SKU; ARM names a nested resource `parent/child` (Projects_Get).
+        item: dict[str, Any] = {
+            "id": account.id,
+            "name": f"{account.id.split('/')[8]}/{account.name}",
+            "type": PROJECT_TYPE,
+            "location": account.location,
+        }
+    else:
+        item = {
+            "id": account.id,
+            "name": account.name,
+            "type": ACCOUNT_TYPE,
+            "kind": account.kind,
+            "location": account.location,
+            "sku": {"name": "S0"},
+        }
     if account.tags:  # ARM leaves `tags` out entirely for untagged resources
         item["tags"] = dict(account.tags)
     return item
@@ -731,9 +777,30 @@ _KIND_LIST = re.compile(r"kind\s+in~?\s*\(([^)]*)\)", re.IGNORECASE)
 _KIND_EQ = re.compile(r"kind\s*=~?\s*'([^']*)'", re.IGNORECASE)
 
 
-def _graph_rows(accounts: list[SimAccount], subscriptions: set[str], query: str) -> list[dict[str, Any]]:
-    """Rows for an ARG query over Cognitive Services accounts. Only the `kind in~ (...)` / `kind =~ '...'`
-    predicates are interpreted; the projection is the fixed set of columns the poller asks for."""
+_TYPE_EQ = re.compile(r"type\s*=~?\s*'([^']*)'", re.IGNORECASE)
+
+
+def _graph_rows(
+    accounts: list[SimAccount], projects: list[SimAccount], subscriptions: set[str], query: str
+) -> list[dict[str, Any]]:
+    """Rows for an ARG query over Cognitive Services accounts, or their projects when `type =~` names
+    that type. Only the type and `kind in~ (...)` / `kind =~ '...'` predicates are interpreted; the
+    projection is the fixed set of columns the poller asks for."""
+    named = _TYPE_EQ.search(query)
+    if named and named.group(1).lower() == PROJECT_TYPE.lower():
+        return [
+            {
+                "id": p.id,
+                "name": p.name,  # Resource Graph gives the project's own name
+                "type": PROJECT_TYPE.lower(),
+                "location": p.location,
+                "resourceGroup": p.resource_group.lower(),
+                "subscriptionId": p.subscription_id,
+                "tags": dict(p.tags),
+            }
+            for p in projects
+            if p.subscription_id.lower() in subscriptions
+        ]
     kinds: set[str] | None = None
     listed = _KIND_LIST.search(query)
     if listed:

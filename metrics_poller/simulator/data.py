@@ -11,10 +11,10 @@ import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from metrics_poller.catalog import ACCOUNT_METRICS_BY_NAME, METRICS_BY_NAME, MetricSpec
+from metrics_poller.catalog import ACCOUNT_METRICS_BY_NAME, AGENT_METRICS, METRICS_BY_NAME, MetricSpec
 from metrics_poller.simulator.hashing import GOLDEN, MASK64, key64, mix64, pick, uniform
 from metrics_poller.simulator.spec import SimAccount, SimDeployment
-from metrics_poller.simulator.world import model_of, region_display
+from metrics_poller.simulator.world import PROJECT_TYPE, model_of, region_display
 
 # One minute's (or one bucket's) aggregate: sample count, total, minimum, maximum.
 Agg = tuple[int, float, float, float]
@@ -62,7 +62,37 @@ DISPLAY_NAMES: dict[str, str] = {
     "ephemeral1hInputTokens": "Ephemeral 1h Input Tokens",
     "ephemeral5mInputTokens": "Ephemeral 5m Input Tokens",
 }
-# The supported-metrics page's categories (foundry.md §3.2); the rest are "Azure OpenAI".
+DISPLAY_NAMES.update(
+    {
+        "AgentEvents": "Agent Events",
+        "AgentInputTokens": "Agent Input Tokens",
+        "AgentOutputTokens": "Agent Output Tokens",
+        "AgentMessages": "Agent User Messages",
+        "AgentResponses": "Agent Responses",
+        "AgentRuns": "Agent Runs",
+        "AgentThreads": "Agent Threads",
+        "AgentToolCalls": "Agent Tool Calls",
+        "AgentUsageIndexedFiles": "Agent Indexed Files",
+        "AgentModelCacheReadTokens": "Agent Model Cache Read Tokens",
+        "AgentModelCacheWriteTokens": "Agent Model Cache Write Tokens",
+        "AgentModelEstimatedCost": "Agent Model Estimated Cost",
+        "AgentModelOutputTokens": "Agent Model Output Tokens",
+        "AgentModelUncachedInputTokens": "Agent Model Uncached Input Tokens",
+        "AgentsHostedMemoryUsage": "Hosted Agents Memory Usage",
+        "AgentsHostedvCPUUsage": "Hosted Agents vCPU Usage",
+        "ToolboxCallToolCalls": "Toolbox Call Tool Calls",
+        "ToolboxToolsDeferred": "Toolbox Tools Deferred",
+        "ToolboxToolSearchCalls": "Toolbox Tool Search Calls",
+        "ToolboxToolSearchEnabled": "Toolbox Tool Search Enabled",
+        "ToolboxToolSearchResults": "Toolbox Tool Search Results",
+        "ToolboxToolsVisible": "Toolbox Tools Visible",
+        "CosmosDbRequestUnits": "Cosmos DB Request Units",
+        "CosmosDbThrottledRequests": "Cosmos DB Throttled Requests",
+        "SearchRetrievalRequests": "Search Retrieval Requests",
+        "SearchStoragePerKnowledgeBase": "Search Storage Per Knowledge Base",
+    }
+)
+# The supported-metrics page's categories (foundry.md §3.2, §3.3); the rest are "Azure OpenAI".
 CATEGORIES: dict[str, str] = {
     **dict.fromkeys(("ModelAvailabilityRate", "ModelRequests"), "Models - HTTP Requests"),
     **dict.fromkeys(
@@ -91,6 +121,16 @@ CATEGORIES: dict[str, str] = {
             "ephemeral5mInputTokens",
         ),
         "Models - Usage",
+    ),
+    **{m.name: "AI Agents" for m in AGENT_METRICS},
+    **dict.fromkeys(
+        (
+            "CosmosDbRequestUnits",
+            "CosmosDbThrottledRequests",
+            "SearchRetrievalRequests",
+            "SearchStoragePerKnowledgeBase",
+        ),
+        "Shared Resources",
     ),
 }
 # "Models" metrics that measure the same traffic as an Azure OpenAI metric. For an OpenAI model they
@@ -271,6 +311,8 @@ _Profile = tuple[dict[str, str], float, float]  # dimension values, weight, dens
 
 def build_layout(seed: int, account: SimAccount) -> dict[str, MetricLayout]:
     """Every catalogue metric's series for `account` (empty for accounts without deployments)."""
+    if account.type == PROJECT_TYPE:
+        return build_agent_layout(seed, account)
     akey = key64(seed, "data", account.id.lower())
     families = _families(akey, account)
     return {name: _metric_layout(seed, account, spec, families) for name, spec in ACCOUNT_METRICS_BY_NAME.items()}
@@ -404,6 +446,130 @@ def _finetune_profile(key: int, model_dims: dict[str, str]) -> _Profile:
     model = model_dims["ModelName"]
     dims = {**model_dims, "ApiName": TOKEN_API_NAME, "FeatureName": model, "UsageChannel": USAGE_CHANNEL}
     return (dims, 1.0, 0.5)
+
+
+# ------------------------------------------------------------------------------------ agent metrics
+
+# Value shapes of the project metrics (foundry.md §3.3); counts are whole numbers per minute, the
+# hosted-agent usages (GiB-hours, vCPU-hours) and the cost estimate fractions, storage a gauge.
+AGENT_BEHAVIOURS: dict[str, Behaviour] = {
+    "AgentEvents": _B("agent", "all", "count", scale=12),
+    "AgentThreads": _B("agent", "all", "count", scale=3),
+    "AgentInputTokens": _B("agent", "all", "count", scale=2400),
+    "AgentOutputTokens": _B("agent", "all", "count", scale=700),
+    "AgentMessages": _B("agent", "all", "count", scale=5),
+    "AgentResponses": _B("agent", "all", "count", scale=6),
+    "AgentRuns": _B("agent", "all", "count", scale=4),
+    "AgentToolCalls": _B("agent", "all", "count", scale=5),
+    "AgentUsageIndexedFiles": _B("agent", "all", "count", scale=2),
+    "AgentModelCacheReadTokens": _B("agent", "all", "count", scale=900),
+    "AgentModelCacheWriteTokens": _B("agent", "all", "count", scale=150),
+    "AgentModelEstimatedCost": _B("agent", "all", "fraction", scale=0.02),
+    "AgentModelOutputTokens": _B("agent", "all", "count", scale=700),
+    "AgentModelUncachedInputTokens": _B("agent", "all", "count", scale=1500),
+    "AgentsHostedMemoryUsage": _B("agent", "all", "fraction", scale=0.033),
+    "AgentsHostedvCPUUsage": _B("agent", "all", "fraction", scale=0.017),
+    "ToolboxCallToolCalls": _B("agent", "all", "count", scale=4),
+    "ToolboxToolsDeferred": _B("agent", "all", "count", scale=2),
+    "ToolboxToolSearchCalls": _B("agent", "all", "count", scale=3),
+    "ToolboxToolSearchEnabled": _B("agent", "all", "count", scale=1),
+    "ToolboxToolSearchResults": _B("agent", "all", "count", scale=8),
+    "ToolboxToolsVisible": _B("agent", "all", "count", scale=12),
+    "CosmosDbRequestUnits": _B("agent", "all", "count", scale=300),
+    "CosmosDbThrottledRequests": _B("agent", "all", "count", scale=1),
+    "SearchRetrievalRequests": _B("agent", "all", "count", scale=6),
+    "SearchStoragePerKnowledgeBase": _B("agent", "all", "stats", low=100_000, high=5_000_000),
+}
+_AGENT_EVENT_TYPES = ("AgentCreated", "AgentUpdated", "RunCreated")
+_THREAD_EVENT_TYPES = ("ThreadCreated", "ThreadDeleted")
+_MESSAGE_EVENT_TYPES = ("UserMessageCreated",)
+_TOKEN_TYPES = ("Text", "Cached")
+_RESPONSE_STATUSES = ("completed", "failed", "incomplete")
+_RUN_STATUSES = (("completed", "200"), ("failed", "500"), ("cancelled", "200"))
+_TOOLS = ("file_search", "code_interpreter", "bing_grounding", "function")
+
+
+def build_agent_layout(seed: int, project: SimAccount) -> dict[str, MetricLayout]:
+    """Every agent metric's series for a Foundry project: per agent, thread, tool, vector store."""
+    pkey = key64(seed, "agents", project.id.lower())
+    threads = [f"thread_{mix64(pkey ^ (100 + t)):012x}" for t in range(1 + mix64(pkey ^ 99) % 3)]
+    store = f"vs_{mix64(pkey ^ 98):012x}"
+    rows: dict[str, list[tuple[dict[str, str], float, float]]] = {m.name: [] for m in AGENT_METRICS}
+    for events, metric in ((_AGENT_EVENT_TYPES, "AgentEvents"), (_THREAD_EVENT_TYPES, "AgentThreads")):
+        rows[metric] += [({"EventType": e}, 1.0, 0.7) for e in _subset(pkey, 101 + len(metric), events, 3)]
+    rows["AgentMessages"] += [({"EventType": _MESSAGE_EVENT_TYPES[0], "ThreadId": t}, 1.0, 0.5) for t in threads]
+    for i, agent in enumerate(project.agents):
+        akey = mix64(pkey ^ (i + 1) * 0x5851F42D4C957F2D)
+        by_agent = {"AgentId": agent.id, "ModelName": agent.model}
+        for token_type in _subset(akey, 110, _TOKEN_TYPES, 2):
+            for metric in ("AgentInputTokens", "AgentOutputTokens"):
+                rows[metric].append(({**by_agent, "TokenType": token_type}, 1.0, 0.8))
+        for status in _subset(akey, 111, _RESPONSE_STATUSES, 2):
+            rows["AgentResponses"].append(({**by_agent, "ResponseStatus": status}, 1.0, 0.7))
+        for run_status, code in _subset_pairs(akey, 112, _RUN_STATUSES, 2):
+            for thread in _subset(akey, 113, tuple(threads), 2):
+                stream = pick(akey, 114, ("Streaming", "Non-Streaming"))
+                run = {"RunStatus": run_status, "StatusCode": code, "ThreadId": thread, "StreamType": stream}
+                dims = {**by_agent, **run}
+                rows["AgentRuns"].append((dims, 1.0, 0.6))
+        for tool in _subset(akey, 115, _TOOLS, 2):
+            rows["AgentToolCalls"].append(({**by_agent, "ToolName": tool}, 1.0, 0.6))
+        model = {"AgentName": agent.name, "AgentVersion": agent.version, "ModelDeploymentName": agent.deployment}
+        for metric in (
+            "AgentModelCacheReadTokens",
+            "AgentModelCacheWriteTokens",
+            "AgentModelEstimatedCost",
+            "AgentModelOutputTokens",
+            "AgentModelUncachedInputTokens",
+        ):
+            rows[metric].append((model, 1.0, 0.8))
+        if uniform(akey, 116) < 0.5:  # a hosted agent
+            for metric in ("AgentsHostedMemoryUsage", "AgentsHostedvCPUUsage"):
+                rows[metric].append(({"AgentId": agent.id}, 1.0, 0.9))
+    rows["AgentUsageIndexedFiles"] += [
+        ({"ErrorCode": "None", "Status": "completed", "VectorStoreId": store}, 1.0, 0.4),
+        ({"ErrorCode": "UnsupportedFileType", "Status": "failed", "VectorStoreId": store}, 0.5, 0.1),
+    ]
+    toolbox = {"ToolboxName": f"{project.name}-tools", "ToolboxVersion": "1"}
+    for status in ("Success", "Failed"):
+        for metric in ("ToolboxCallToolCalls", "ToolboxToolSearchCalls"):
+            rows[metric].append(({**toolbox, "Status": status}, 1.0 if status == "Success" else 0.2, 0.5))
+    for metric in (
+        "ToolboxToolsDeferred",
+        "ToolboxToolSearchEnabled",
+        "ToolboxToolSearchResults",
+        "ToolboxToolsVisible",
+    ):
+        rows[metric].append((toolbox, 1.0, 0.5))
+    for container in ("thread-message-store", "agent-entity-store"):
+        cosmos = {"DatabaseName": "enterprise_memory", "ContainerName": container}
+        rows["CosmosDbRequestUnits"].append((cosmos, 1.0, 0.8))
+        rows["CosmosDbThrottledRequests"].append((cosmos, 1.0, 0.1))
+    index = f"{project.name}-index"
+    rows["SearchRetrievalRequests"].append(({"ResourceType": "AzureAISearch", "IndexName": index}, 1.0, 0.5))
+    rows["SearchStoragePerKnowledgeBase"].append(({"IndexName": index}, 1.0, 1.0))
+
+    layouts: dict[str, MetricLayout] = {}
+    for spec in AGENT_METRICS:
+        behaviour = AGENT_BEHAVIOURS[spec.name]
+        series = [
+            Series(
+                key64(seed, project.id.lower(), spec.name, *(dims[d] for d in spec.dimensions)),
+                tuple(dims[d] for d in spec.dimensions),
+                behaviour,
+                weight,
+                density,
+            )
+            for dims, weight, density in rows[spec.name]
+        ]
+        layouts[spec.name] = MetricLayout(spec.dimensions, tuple(series))
+    return layouts
+
+
+def _subset_pairs(key: int, salt: int, options: tuple[tuple[str, str], ...], most: int) -> list[tuple[str, str]]:
+    count = 1 + mix64(key ^ salt) % most
+    start = mix64(key ^ (salt + 1)) % len(options)
+    return [options[(start + j) % len(options)] for j in range(min(count, len(options)))]
 
 
 # ------------------------------------------------------------------------------------------ aggregation

@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
-from metrics_poller.catalog import ACCOUNT_METRICS, ACCOUNT_METRICS_BY_LOWER_NAME, NAMESPACE, MetricSpec
+from metrics_poller.catalog import ACCOUNT_METRICS, AGENT_METRICS, NAMESPACE, PROJECT_NAMESPACE, MetricSpec
 from metrics_poller.model import iso_duration, parse_iso_duration
 from metrics_poller.simulator.data import Bucket, plan_buckets
 from metrics_poller.simulator.spec import SimSpec
@@ -24,6 +24,18 @@ GRAINS = {
     "P1D": 86400,
 }
 RETENTION = timedelta(days=93)
+# Resource type (= metric namespace) → the metrics its resources offer (foundry.md §3.2, §3.3).
+CATALOGUES: dict[str, tuple[MetricSpec, ...]] = {NAMESPACE: ACCOUNT_METRICS, PROJECT_NAMESPACE: AGENT_METRICS}
+_TYPES = {t.lower(): t for t in CATALOGUES}
+_BY_LOWER_NAME = {t: {m.name.lower(): m for m in metrics} for t, metrics in CATALOGUES.items()}
+
+
+def catalogue_of(resource_type: str) -> tuple[MetricSpec, ...]:
+    return CATALOGUES[_TYPES[resource_type.lower()]]
+
+
+def metric_of(resource_type: str, name: str) -> MetricSpec | None:
+    return _BY_LOWER_NAME[_TYPES[resource_type.lower()]].get(name.lower())
 AGGREGATIONS = ("average", "minimum", "maximum", "total", "count")
 MAX_METRICS = 20
 
@@ -178,7 +190,7 @@ def epoch_range(start: datetime, end: datetime) -> tuple[float, float]:
 # --------------------------------------------------------------------------------------------- metrics
 
 
-def parse_metrics(text: str | None, spec: SimSpec) -> tuple[MetricSpec, ...]:
+def parse_metrics(text: str | None, spec: SimSpec, resource_type: str = NAMESPACE) -> tuple[MetricSpec, ...]:
     if not text:
         raise bad_request("Parameter 'metricnames' is required.")
     names = [n.strip() for n in text.split(",") if n.strip()]
@@ -186,30 +198,35 @@ def parse_metrics(text: str | None, spec: SimSpec) -> tuple[MetricSpec, ...]:
         raise bad_request(f"Requested {len(names)} metrics; at most {MAX_METRICS} metric names are allowed per call.")
     out: list[MetricSpec] = []
     for name in names:
-        metric = ACCOUNT_METRICS_BY_LOWER_NAME.get(name.lower())
+        metric = metric_of(resource_type, name)
         if metric is None or not spec.metric_defined(metric.name):
-            raise bad_request(unknown_metric_message(name, spec))
+            raise bad_request(unknown_metric_message(name, spec, resource_type))
         if metric not in out:
             out.append(metric)
     return tuple(out)
 
 
-def unknown_metric_message(name: str, spec: SimSpec) -> str:
-    valid = ",".join(m.name for m in ACCOUNT_METRICS if spec.metric_defined(m.name))
+def unknown_metric_message(name: str, spec: SimSpec, resource_type: str = NAMESPACE) -> str:
+    valid = ",".join(m.name for m in catalogue_of(resource_type) if spec.metric_defined(m.name))
     return (
         "Failed to find metric configuration for provider: Microsoft.CognitiveServices, "
-        "resource Type: accounts, "
+        f"resource Type: {resource_type.split('/', 1)[1]}, "
         f"metric: {name}, Valid metrics: {valid}"
     )
 
 
-def check_namespace(text: str | None, required: bool) -> None:
+def check_namespace(text: str | None, required: bool, resource_type: str | None = None) -> str:
+    """The resource type whose metrics are asked for: the namespace named (getBatch), which must be
+    the resource's own type when one is given (ARM); a missing optional one means `resource_type`."""
+    expected = resource_type or NAMESPACE
     if not text:
         if required:
             raise bad_request("Parameter 'metricnamespace' is required.")
-        return
-    if text.strip().lower() != NAMESPACE.lower():
-        raise bad_request(f"Metric namespace '{text}' is not valid for resource type {NAMESPACE}.")
+        return expected
+    named = _TYPES.get(text.strip().lower())
+    if named is None or (resource_type is not None and named.lower() != resource_type.lower()):
+        raise bad_request(f"Metric namespace '{text}' is not valid for resource type {expected}.")
+    return named
 
 
 def parse_aggregations(text: str | None, metrics: tuple[MetricSpec, ...]) -> tuple[str, ...] | None:

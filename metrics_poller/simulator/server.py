@@ -106,17 +106,19 @@ def classify(method: str, path: str) -> Route:
     if n == 7 and low[2:5] == ["providers", "microsoft.cognitiveservices", "locations"] and low[6] in LOCATION_ROUTES:
         return Route(LOCATION_ROUTES[low[6]], subscription=parts[1], region=parts[5])
     if n >= 8 and low[2] == "resourcegroups" and low[4] == "providers":
-        resource_id = "/" + "/".join(parts[:8])
-        if n == 8:
+        # An account's id has 8 parts; a Foundry project's (…/accounts/{a}/projects/{p}) 10.
+        size = 10 if n >= 10 and low[8] == "projects" else 8
+        resource_id = "/" + "/".join(parts[:size])
+        if n == size:
             return Route("resource", subscription=parts[1], resource_id=resource_id)
-        if n == 9 and low[8] == "deployments":
+        if n == 9 and size == 8 and low[8] == "deployments":
             return Route("deployments", subscription=parts[1], resource_id=resource_id)
-        if n == 11 and low[8] == "providers" and low[9] == "microsoft.insights":
+        if n == size + 3 and low[size] == "providers" and low[size + 1] == "microsoft.insights":
             name = {
                 "metricdefinitions": "metricDefinitions",
                 "metrics": "metrics",
                 "metricnamespaces": "metricNamespaces",
-            }.get(low[10], "unknown")
+            }.get(low[size + 2], "unknown")
             return Route(name, subscription=parts[1], resource_id=resource_id)
     return Route("unknown")
 
@@ -336,6 +338,11 @@ class Simulator:
         """Distinct client connections (address, port) seen since the last `reset_calls`."""
         with self._calls_lock:
             return len(self._peers)
+
+    @property
+    def projects(self) -> list[SimAccount]:
+        """The Foundry projects (with agents) of the estate's AIServices accounts."""
+        return list(self._backend.world.projects)
 
     def expected(
         self,

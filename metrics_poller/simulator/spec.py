@@ -129,8 +129,20 @@ class SimDeployment:
 
 
 @dataclass(frozen=True, slots=True)
+class SimAgent:
+    """An agent of a Foundry project (its id, name and version label the agent metrics)."""
+
+    id: str
+    name: str
+    version: str
+    model: str
+    deployment: str
+
+
+@dataclass(frozen=True, slots=True)
 class SimAccount:
-    """One Cognitive Services account of the simulated estate."""
+    """One Cognitive Services account of the simulated estate, or a Foundry project of one (`type`
+    `…/accounts/projects`, with `agents`; it shares its parent's deployments)."""
 
     id: str
     name: str
@@ -141,6 +153,8 @@ class SimAccount:
     tags: Mapping[str, str]
     deployments: tuple[SimDeployment, ...]
     index: int = 0  # position in the world; keys the account's data
+    type: str = "Microsoft.CognitiveServices/accounts"
+    agents: tuple[SimAgent, ...] = ()
 
     @property
     def key(self) -> str:

@@ -5,9 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from metrics_poller.simulator.hashing import guid, key64, mix64, pick, uniform
-from metrics_poller.simulator.spec import SimAccount, SimDeployment, SimSpec
+from metrics_poller.simulator.spec import SimAccount, SimAgent, SimDeployment, SimSpec
 
 ACCOUNT_TYPE = "Microsoft.CognitiveServices/accounts"
+PROJECT_TYPE = "Microsoft.CognitiveServices/accounts/projects"
+PROJECT_SHARE = 0.6  # AIServices accounts with Foundry projects
+_PROJECT_STEMS = ("support", "research", "sales-assist", "ops-copilot", "docs-qa")
+_AGENT_NAMES = ("triage-agent", "researcher", "writer", "planner", "coder", "faq-bot")
 OPENAI_KINDS = ("OpenAI", "OpenAI", "OpenAI", "AIServices")
 OTHER_KINDS = ("SpeechServices", "Face", "ComputerVision", "TextAnalytics")
 _OTHER_PREFIX = {
@@ -111,6 +115,7 @@ class World:
     resource_groups: dict[str, tuple[str, ...]]  # subscription id -> resource group names
     accounts: tuple[SimAccount, ...]
     other_resources: tuple[Resource, ...]
+    projects: tuple[SimAccount, ...] = ()  # Foundry projects of AIServices accounts, with agents
 
 
 def build_world(spec: SimSpec) -> World:
@@ -132,7 +137,56 @@ def build_world(spec: SimSpec) -> World:
         resource_groups=groups,
         accounts=tuple(accounts),
         other_resources=tuple(r for s in subscriptions for r in _storage_accounts(spec, s, groups[s])),
+        projects=_all_projects(spec, accounts),
     )
+
+
+def _all_projects(spec: SimSpec, accounts: list[SimAccount]) -> tuple[SimAccount, ...]:
+    out: list[SimAccount] = []
+    for account in accounts:
+        out += _projects(spec, account, len(accounts) + len(out))
+    return tuple(out)
+
+
+def _projects(spec: SimSpec, account: SimAccount, index: int) -> list[SimAccount]:
+    """0–2 projects of an AIServices account, each with 1–3 agents on the account's deployments."""
+    if account.kind != "AIServices" or not account.deployments:
+        return []
+    key = key64(spec.seed, "projects", account.key)
+    if uniform(key, 1) >= PROJECT_SHARE:
+        return []
+    out: list[SimAccount] = []
+    for p in range(1 + mix64(key ^ 2) % 2):
+        pkey = key64(spec.seed, "project", account.key, p)
+        name = f"{pick(pkey, 3, _PROJECT_STEMS)}-{p}"
+        out.append(
+            SimAccount(
+                id=f"{account.id}/projects/{name}",
+                name=name,
+                subscription_id=account.subscription_id,
+                resource_group=account.resource_group,
+                location=account.location,
+                kind=account.kind,
+                tags=_tags(pkey),
+                deployments=account.deployments,
+                index=index + p,
+                type=PROJECT_TYPE,
+                agents=_agents(pkey, account.deployments),
+            )
+        )
+    return out
+
+
+def _agents(key: int, deployments: tuple[SimDeployment, ...]) -> tuple[SimAgent, ...]:
+    chat = tuple(d for d in deployments if model_of(d).family == "chat") or deployments
+    deployments = chat
+    out: list[SimAgent] = []
+    for i in range(1 + mix64(key ^ 4) % 3):
+        deployment = deployments[mix64(key ^ (5 + i * 7919)) % len(deployments)]
+        agent_id = f"asst_{mix64(key ^ (6 + i * 7919)):016x}"
+        name = f"{_AGENT_NAMES[mix64(key ^ (7 + i * 7919)) % len(_AGENT_NAMES)]}-{i}"
+        out.append(SimAgent(agent_id, name, str(1 + mix64(key ^ (8 + i)) % 3), deployment.model, deployment.name))
+    return tuple(out)
 
 
 def _resource_groups(spec: SimSpec, subscription: str, index: int) -> tuple[str, ...]:

@@ -22,8 +22,9 @@ from hypothesis import strategies as st
 from metrics_poller import config
 from metrics_poller.azure_http import backoff_delay, retry_after_seconds, scrub
 from metrics_poller.credentials import build_credential, client_kwargs, secret_values
-from metrics_poller.discovery import account_from_resource, id_segment, in_scope, select_accounts
+from metrics_poller.discovery import account_from_resource, id_segment, in_scope, select_accounts, select_projects
 from metrics_poller.fetching import arm_timespan, batch_filter, order_by, parse_definitions
+from metrics_poller.model import ACCOUNT_TYPE, PROJECT_TYPE
 
 SUB = "00000000-0000-0000-0000-000000000001"
 RID = f"/subscriptions/{SUB}/resourceGroups/rg-A/providers/Microsoft.CognitiveServices/accounts/aoai1"
@@ -166,3 +167,24 @@ def test_arm_token_bucket_never_releases_more_than_burst_plus_rate(gaps: list[fl
             assert j - i + 1 <= 250 + 25 * span + 1e-6
             if span > 5:
                 break
+
+
+def test_projects_are_kept_only_under_selected_accounts_with_their_own_name() -> None:
+    base = "/subscriptions/S1/resourceGroups/RG/providers/Microsoft.CognitiveServices/accounts"
+    parent = account_from_resource(
+        {"id": f"{base}/hub", "kind": "AIServices", "location": "East US 2", "type": ACCOUNT_TYPE}
+    )
+    assert parent is not None
+    projects = select_projects(
+        [
+            # ARM names a nested resource `account/project`; the type comes back in any case.
+            {"id": f"{base}/HUB/projects/p1", "name": "hub/p1", "type": PROJECT_TYPE.lower(), "tags": {"a": 1}},
+            {"id": f"{base}/hub/projects/p1", "name": "p1", "type": PROJECT_TYPE},  # the same, again
+            {"id": f"{base}/other/projects/p2", "name": "other/p2", "type": PROJECT_TYPE},  # parent not selected
+            {"id": f"{base}/hub/deployments/d", "name": "hub/d", "type": f"{ACCOUNT_TYPE}/deployments"},
+        ],
+        [parent],
+    )
+    assert [(p.name, p.type, p.kind, p.location, p.resource_group, dict(p.tags)) for p in projects] == [
+        ("p1", PROJECT_TYPE, "AIServices", "eastus2", "RG", {"a": "1"})
+    ]

@@ -40,3 +40,25 @@ def test_every_configuration_key_is_documented_and_nothing_else() -> None:
     documented, actual = readme_keys(), model_keys(Config)
     assert actual - documented == set(), "keys missing from the README"
     assert documented - actual == set(), "README documents keys that do not exist"
+
+
+def test_the_agent_field_table_is_the_catalogue() -> None:
+    """Every agent group, metric → field, aggregation list and dimension list, as the catalogue has it."""
+    from metrics_poller.catalog import AGGREGATION_SUFFIX
+    from metrics_poller.datasets import AI_FOUNDRY_AGENT
+
+    text = README.read_text(encoding="utf-8")
+    section = text.split("### Foundry agent metrics (preview)", 1)[1].split("\n## ", 1)[0]
+    rows = re.findall(r"^\| `([a-z_]+)` \| (.+?) \| ([a-z/]+) \| (.+?) \|$", section, re.M)
+    documented = {
+        name: (set(re.findall(r"`(\w+)` → `(\w+)`", metrics)), aggs, dims) for name, metrics, aggs, dims in rows
+    }
+    expected = {
+        g.name: (
+            {(m.name, m.field) for m in g.metrics},
+            "/".join(AGGREGATION_SUFFIX[a] for a in g.aggregations),
+            ", ".join(g.dimensions),
+        )
+        for g in AI_FOUNDRY_AGENT.groups
+    }
+    assert documented == expected
