@@ -1,7 +1,12 @@
-"""The README's ES|QL alert rules, run over the documents of a demo-configured cycle (both streams)."""
+"""The README's ES|QL alert rules, run over the documents of a demo-configured cycle (both streams).
+
+Parsed, type-checked against the mapping of the streams each rule reads and evaluated with
+`tests/esql/esql_subset.py` (see its docstring for why there is no engine).
+"""
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import re
 from collections.abc import Iterator
@@ -11,7 +16,7 @@ from typing import Any
 
 import orjson
 import pytest
-from esql_subset import Enrich, EsqlError, flatten, run
+from esql_subset import Enrich, EsqlError, by_data_stream, check_types, evaluate, flatten, parse
 
 from metrics_poller import config, inventory_templates, templates
 from metrics_poller.demo import demo_settings, demo_spec
@@ -31,15 +36,25 @@ def rules() -> list[str]:
     return re.findall(r"```esql\n(.*?)```", section(), re.S)
 
 
+def mappings() -> dict[str, dict[str, str]]:
+    """Each stream's mapping (path → type), by the data stream pattern its index template governs."""
+    return {
+        "metrics-azure.open_ai-*": {p: spec["type"] for p, spec in templates.field_mappings().items()},
+        "metrics-azure.ai_deployment-*": {p: spec["type"] for p, spec in inventory_templates.field_mappings().items()},
+    }
+
+
+def mapping_of(pattern: str) -> dict[str, str]:
+    (mapping,) = [m for governed, m in mappings().items() if fnmatch.fnmatchcase(pattern, governed)]
+    return mapping
+
+
 def policy() -> tuple[str, Enrich]:
     match = re.search(r"PUT _enrich/policy/(\S+)\n(\{.*\})\n", section())
     assert match, "the README gives the enrich policy"
     body = json.loads(match.group(2))["match"]
-    return match.group(1), Enrich(body["indices"], body["match_field"], body["enrich_fields"])
-
-
-def mapped() -> set[str]:
-    return set(templates.field_mappings()) | set(inventory_templates.field_mappings())
+    fields = tuple(body["enrich_fields"])
+    return match.group(1), Enrich(body["indices"], body["match_field"], fields, mapping_of(body["indices"]))
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +82,16 @@ def documents(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[dict[st
 
 def rows(documents: list[dict[str, Any]], query: str) -> list[dict[str, Any]]:
     name, enrich = policy()
-    return run(query, documents, mapped=mapped(), now=NOW, policies={name: enrich})
+    commands = parse(query)
+    (pattern,) = commands[0].args
+    check_types(commands, mapping_of(pattern), {name: enrich})
+    indices = {
+        stream: rows
+        for governed, mapping in mappings().items()
+        for stream, rows in by_data_stream(documents, mapping).items()
+        if fnmatch.fnmatchcase(stream, governed)
+    }
+    return evaluate(commands, indices, now=NOW, policies={name: enrich})
 
 
 def test_the_readme_has_the_three_rules() -> None:
