@@ -5,12 +5,15 @@ not on the npm registry, PyPI has none), so the README's rules are checked with 
 ES|QL reference: "ES|QL syntax reference", "ES|QL commands", "ES|QL functions and operators" and
 "Combine data from multiple indices with ENRICH" (elastic.co/docs/reference/query-languages/esql/).
 
+- Enrich policies: `match` (`indices`, `match_field`, `enrich_fields`) with an optional `query` that is one
+  `range` on a date field bounded by `now` date math (`now-90m`); see `enrich_index`.
+
 - Commands: FROM (index patterns), WHERE, EVAL, STATS … BY (a group may be `name = expression`),
   ENRICH policy [ON column] [WITH [name =] field, …] (a `match` policy), SORT (ASC/DESC), KEEP, LIMIT.
 - Operators: OR, AND, NOT, ==, !=, <, <=, >, >=, IS [NOT] NULL, +, -, *, /, %; `//` comments.
 - Literals: numbers, "strings", TRUE, FALSE, NULL, time spans (`20 minutes`, `2 hours`: a time_duration
   of ms/s/min/h, or whole days/weeks).
-- Functions: ROUND, CASE, COALESCE, CONCAT, NOW; aggregations MAX, MIN, SUM, AVG, COUNT (which may sit
+- Functions: ROUND, CASE, COALESCE, CONCAT, NOW, MV_MIN; aggregations MAX, MIN, SUM, AVG, COUNT (which may sit
   inside an expression, as in `MAX(x) * 100`).
 - Types (`check_types`): every column a query reads must be mapped ("Unknown column [x]" otherwise, as
   Elasticsearch answers); arithmetic and SUM/AVG/ROUND need numbers, MAX/MIN numbers or dates (recent
@@ -22,7 +25,7 @@ ES|QL reference: "ES|QL syntax reference", "ES|QL commands", "ES|QL functions an
   form their own group; SORT puts nulls last ascending and first descending.
 - Multi-values (an array in a document, or an ENRICH key matched by several enrich documents, "combined
   into multi-values"): an operator or scalar function over one is null (Elasticsearch adds a warning),
-  aggregations take each value.
+  aggregations take each value, MV_MIN reduces one to its smallest value.
 - Numbers: integer operands give integer results (division and % truncate toward zero), any double
   makes a double; division by zero is null.
 
@@ -44,7 +47,7 @@ INTEGER_TYPES = frozenset({"long", "integer", "short", "byte"})
 NUMERIC_TYPES = INTEGER_TYPES | {"double", "float", "half_float", "scaled_float"}
 STRING_TYPES = frozenset({"keyword", "constant_keyword", "text"})
 AGGREGATIONS = frozenset({"MAX", "MIN", "SUM", "AVG", "COUNT"})
-FUNCTIONS = frozenset({"ROUND", "CASE", "COALESCE", "CONCAT", "NOW"})
+FUNCTIONS = frozenset({"ROUND", "CASE", "COALESCE", "CONCAT", "NOW", "MV_MIN"})
 COMMANDS = frozenset({"WHERE", "EVAL", "STATS", "ENRICH", "SORT", "KEEP", "LIMIT"})
 KEYWORDS = frozenset({"BY", "AND", "OR", "NOT", "IS", "NULL", "ON", "WITH", "ASC", "DESC", "TRUE", "FALSE"})
 # Time span units (syntax reference, "Time spans"): a fixed time_duration, or whole days and weeks.
@@ -58,18 +61,34 @@ SPAN_UNITS = {
 }
 
 
+# Date math units of fixed length (Elasticsearch reference, "Common options" → "Date math": `m` is minutes,
+# `h`/`H` hours). Months (`M`), years (`y`) and rounding (`/d`) are calendar-dependent: outside the subset.
+DATE_MATH_UNITS = {
+    "s": timedelta(seconds=1),
+    "m": timedelta(minutes=1),
+    "h": timedelta(hours=1),
+    "H": timedelta(hours=1),
+    "d": timedelta(days=1),
+    "w": timedelta(weeks=1),
+}
+DATE_MATH = re.compile(r"now(?:[+-]\d+[smhHdw])*")
+RANGE_BOUNDS = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
+
+
 class EsqlError(Exception):
     pass
 
 
 @dataclass(frozen=True)
 class Enrich:
-    """A `match` enrich policy (`indices`, `match_field`, `enrich_fields`) and its source indices' mapping."""
+    """A `match` enrich policy (`indices`, `match_field`, `enrich_fields`, optional `query`) and its source
+    indices' mapping."""
 
     indices: str
     match_field: str
     enrich_fields: tuple[str, ...]
     mapping: Mapping[str, str] = field(default_factory=dict, compare=False)
+    query: Mapping[str, Any] | None = field(default=None, compare=False)
 
 
 class MultiValue(tuple[Any, ...]):
@@ -520,6 +539,7 @@ def check_types(
                 raise EsqlError(f"match field [{policy.match_field}] is not mapped in [{policy.indices}]")
             if _family(on_type) != _family(match_type):
                 raise EsqlError(f"ENRICH ON a {on_type} column, but the match field is a {match_type}")
+            _policy_range(policy)
             for name, source in _enrich_fields(command.args, policy):
                 if source not in policy.mapping:
                     raise EsqlError(f"enrich field [{source}] is not mapped in [{policy.indices}]")
@@ -606,6 +626,11 @@ def _call_type(node: Call, types: list[str]) -> str:
         return _common(values, "CASE")
     if name == "COALESCE":
         return _common(types, "COALESCE")
+    if name == "MV_MIN":
+        # MV_MIN reference, "Supported types": booleans, dates, numbers, strings (text gives keyword), ...
+        if _family(types[0]) not in ("number", "date", "string", "boolean", "null"):
+            raise EsqlError(f"MV_MIN needs a number, date, string or boolean, got {types[0]}")
+        return "keyword" if types[0] == "text" else types[0]
     return types[0]
 
 
@@ -635,6 +660,33 @@ def _policy(args: EnrichArgs, policies: Mapping[str, Enrich] | None) -> Enrich:
     if policy is None:
         raise EsqlError(f"unresolved enrich policy [{args.policy}]")
     return policy
+
+
+def _policy_range(policy: Enrich) -> tuple[str, list[tuple[str, str]]] | None:
+    """The policy's `query`, checked: None, or one `range` on a date field with `now` date math bounds,
+    as (field, [(comparison, date math), ...])."""
+    if policy.query is None:
+        return None
+    ranges = policy.query.get("range")
+    if list(policy.query) != ["range"] or not isinstance(ranges, Mapping) or len(ranges) != 1:
+        raise EsqlError(f"policy query {dict(policy.query)} is outside the subset: one `range` query")
+    ((name, bounds),) = ranges.items()
+    if policy.mapping.get(name) != "date":
+        raise EsqlError(f"policy query range field [{name}] is not a date in [{policy.indices}]")
+    if not isinstance(bounds, Mapping) or not bounds or set(bounds) - set(RANGE_BOUNDS):
+        raise EsqlError(f"policy query range takes {sorted(RANGE_BOUNDS)} (with `now` date math), got {bounds}")
+    for expression in bounds.values():
+        if not isinstance(expression, str) or not DATE_MATH.fullmatch(expression):
+            raise EsqlError(f"policy query date {expression!r} is outside the subset: now, now-90m, now-1h-30m")
+    return name, [(RANGE_BOUNDS[k], v) for k, v in bounds.items()]
+
+
+def _date_math(expression: str, now: datetime) -> datetime:
+    moment = now
+    for sign, amount, unit in re.findall(r"([+-])(\d+)([smhHdw])", expression):
+        step = int(amount) * DATE_MATH_UNITS[unit]
+        moment = moment + step if sign == "+" else moment - step
+    return moment
 
 
 def _enrich_fields(args: EnrichArgs, policy: Enrich) -> tuple[tuple[str, str], ...]:
@@ -696,16 +748,40 @@ def by_data_stream(
     return {name: load_rows(docs, mapping) for name, docs in streams.items()}
 
 
+def enrich_index(
+    policy: Enrich, indices: Mapping[str, list[dict[str, Any]]], executed: datetime | None
+) -> list[dict[str, Any]]:
+    """The enrich index `_execute` builds at `executed`: the rows of the indices the policy's pattern matches
+    that its `query` keeps.
+
+    Enrich policy definition: `query` (optional, Query DSL) filters the source documents used to build the
+    enrich index. `_execute` reindexes the source indices with that query (EnrichPolicyRunner, "transfer data
+    to enrich index", elastic/elasticsearch x-pack/plugin/enrich), so `now` in a range's date math is the time
+    `_execute` ran; the index is a snapshot until the next `_execute` (execute enrich policy API). Range query
+    reference: a document matches when one of the field's values lies within every bound; one without the
+    field does not match."""
+    sources = [r for name, rs in indices.items() if fnmatch.fnmatchcase(name, policy.indices) for r in rs]
+    checked = _policy_range(policy)
+    if checked is None:
+        return sources
+    if executed is None:
+        raise EsqlError(f"policy [{policy.indices}] has a `now` query: give the time `_execute` ran")
+    name, bounds = checked
+    limits = [(op, _date_math(expression, executed)) for op, expression in bounds]
+    return [r for r in sources if any(all(_operate(op, v, at) for op, at in limits) for v in _values(r.get(name)))]
+
+
 def evaluate(
     commands: list[Command],
     indices: Mapping[str, list[dict[str, Any]]],
     *,
     now: datetime | None = None,
     policies: Mapping[str, Enrich] | None = None,
+    executed: datetime | None = None,
 ) -> list[dict[str, Any]]:
     """Run the query over `indices` (index or data stream name → rows, as `load_rows` makes them).
-    `now` is NOW(); an enrich policy's index is built from the rows of `indices` its pattern matches,
-    as `_execute` would have built it from them."""
+    `now` is NOW(); an enrich policy's index is `enrich_index` of `indices` as `_execute` built it at
+    `executed`."""
     run = _Run(now)
     patterns = commands[0].args
     rows = [dict(r) for name, rs in indices.items() if any(fnmatch.fnmatchcase(name, p) for p in patterns) for r in rs]
@@ -719,7 +795,8 @@ def evaluate(
         elif command.name == "STATS":
             rows = run.stats(command.args, rows)
         elif command.name == "ENRICH":
-            rows = _enrich(command.args, _policy(command.args, policies), rows, indices)
+            policy = _policy(command.args, policies)
+            rows = _enrich(command.args, policy, rows, enrich_index(policy, indices, executed))
         elif command.name == "SORT":
             for name, descending in reversed(command.args):
                 # Nulls last ascending, first descending (SORT reference: NULLS LAST is ASC's default,
@@ -736,15 +813,13 @@ def evaluate(
 
 
 def _enrich(
-    args: EnrichArgs, policy: Enrich, rows: list[dict[str, Any]], indices: Mapping[str, list[dict[str, Any]]]
+    args: EnrichArgs, policy: Enrich, rows: list[dict[str, Any]], sources: list[dict[str, Any]]
 ) -> list[dict[str, Any]]:
     pairs = _enrich_fields(args, policy)
     matches: dict[Any, list[dict[str, Any]]] = {}
-    for name, source_rows in indices.items():
-        if fnmatch.fnmatchcase(name, policy.indices):
-            for source in source_rows:
-                for key in _values(source.get(policy.match_field)):
-                    matches.setdefault(key, []).append(source)
+    for source in sources:
+        for key in _values(source.get(policy.match_field)):
+            matches.setdefault(key, []).append(source)
     out = []
     for row in rows:
         key = row.get(args.on or policy.match_field)
@@ -848,6 +923,10 @@ class _Run:
             return self.now
         if name == "COALESCE":
             return next((a for a in args if a is not None), None)
+        if name == "MV_MIN":
+            # "Converts a multivalued expression into a single valued column containing the minimum value"
+            # (MV_MIN reference); null stays null.
+            return min(args[0]) if isinstance(args[0], MultiValue) else args[0]
         if any(a is None or isinstance(a, MultiValue) for a in args):
             return None
         if name == "CONCAT":
