@@ -115,14 +115,14 @@ def backoff_delay(retry_number: int, initial: float, maximum: float, rnd: float)
     return rnd * min(maximum, initial * (2.0**retry_number))
 
 
-def scrub(text: str, secrets: Iterable[str] = ()) -> str:
-    """One line, bearer tokens and known secret values masked, at most 300 characters."""
+def scrub(text: str, secrets: Iterable[str] = (), *, limit: int = 300) -> str:
+    """One line, bearer tokens and known secret values masked, at most `limit` characters."""
     line = " ".join(text.split())
     line = _BEARER.sub(r"\1***", line)
     for secret in secrets:
         if secret:
             line = line.replace(secret, "***")
-    return line if len(line) <= 300 else line[:297] + "..."
+    return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
 def call_budget(cfg: config.Azure) -> float:

@@ -689,7 +689,10 @@ class Fetcher:
                 passing.append(f"{metric}: {message}")
         if passing:
             # Like a failed call: the family's documents must not be written without this metric.
-            run.fail(account, scrub(f"a metric failed inside a 200 ({'; '.join(passing)}); fetched again next cycle"))
+            # Azure's words are shortened, never what the poller does about them (a long resource id
+            # in the message once cut "fetched again next cycle" off).
+            detail = scrub("; ".join(passing), limit=220)
+            run.fail(account, f"a metric failed inside a 200 ({detail}); fetched again next cycle")
             return
         run.series[account.key] = list(parsed.series)
         if group.dimensions:  # without a filter there is one series per metric and `top` is moot

@@ -51,7 +51,6 @@ from metrics_poller.simulator.world import (
     Resource,
     World,
     build_world,
-    model_of,
 )
 
 MAX_BATCH_IDS = 50
@@ -525,10 +524,9 @@ class Backend:
         status = requests.dimensions.index("StatusCode")
         deployment = requests.dimensions.index("ModelDeploymentName")
         throttled = {s.combo[deployment] for s in requests.series if s.combo[status] == "429"}
-        # The inventory models OpenAI models' limits, quotas and lifecycles only; the non-OpenAI
-        # deployments of Foundry accounts (azure.ai_foundry metrics) are not listed here yet.
-        openai = [d for d in account.deployments if model_of(d).openai]
-        return [inventory.truth(self.spec.seed, account, d, d.name in throttled) for d in openai]
+        # Every deployment, OpenAI or not: a Foundry account lists its non-OpenAI models' deployments
+        # too, the ones only the azure.ai_foundry ("Models") metrics measure.
+        return [inventory.truth(self.spec.seed, account, d, d.name in throttled) for d in account.deployments]
 
     def list_deployments(self, path: str, resource_id: str, params: Mapping[str, str]) -> Reply:
         """Deployments_List, paged by `deployment_page_size` with a `$skiptoken` nextLink."""

@@ -63,15 +63,18 @@ class Faults:
         self._lock = threading.Lock()
         self._fired: Counter[str] = Counter()
         self.holds = Holds()
+        self.generation = 0  # moves on each `clear`, which ends the delays of the requests held
 
     def add(self, rule: FaultRule) -> None:
         with self._lock:
             self._rules.append(_Armed(rule, rule.times))
 
     def clear(self) -> None:
-        """Disarm every rule and lift every `Retry-After` hold (a test's faults end with it)."""
+        """Disarm every rule, lift every `Retry-After` hold and release every request a `slow` or
+        `timeout` rule is still holding (a test's faults end with it)."""
         with self._lock:
             self._rules.clear()
+            self.generation += 1
         self.holds.clear()
 
     @property

@@ -1,4 +1,5 @@
-"""The simulated control plane of Azure OpenAI: deployments, the regional model catalogue and quota usages.
+"""The simulated control plane of Azure OpenAI and Foundry: deployments, the regional model catalogue
+and quota usages.
 
 Pure functions of the world, the seed and the day. Bodies follow the 2025-09-01 REST spec of
 Microsoft.CognitiveServices (`Deployments_List`, `Models_List`, `Usages_List`) and the real-world
@@ -6,6 +7,12 @@ shapes in `shared/reference/deployments-and-quota.md` §2: `rateLimits` as `coun
 seconds, catalogue `skus[].usageName` as the quota key, `deprecation.inference` as the retirement date,
 `2099-12-31` as "no date". Lifecycle dates are relative to the simulator's day so that every estate has
 versions retiring within 30 days and versions already retired but still deployed, whatever the date.
+
+Foundry (AIServices) accounts also list their non-OpenAI deployments (the models whose traffic only the
+Foundry "Models" metrics carry): serverless `GlobalStandard`, capacity 1, with their publisher's
+`model.format`, no `rateLimits` and no `versionUpgradeOption`, and catalogue entries whose SKU names the
+Models-as-a-Service quota key `AIServices.GlobalStandard.MaaS` without per-unit rate limits (EX-LM's
+Llama entry). Usages_List carries no row for that key: no source shows one, so none is invented.
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 
 from metrics_poller.simulator.hashing import key64, mix64, pick, uniform
 from metrics_poller.simulator.spec import SimAccount, SimDeployment
-from metrics_poller.simulator.world import MODELS, Model, model_of
+from metrics_poller.simulator.world import FOUNDRY_MODELS, MODELS, Model, model_of
 
 # Deployments_List and friends accept these api-versions (the stable versions of the spec folder up to
 # the one the SDK defaults to); anything else is refused as ARM refuses an unregistered version.
@@ -43,7 +50,7 @@ class Lifecycle:
 
     status: str
     offset: int | None
-    deprecation_status: str = "Planned"
+    deprecation_status: str | None = "Planned"  # None: absent, as on EX-LM's Llama entry
     ptu_offset: int | None = None
 
 
@@ -61,7 +68,30 @@ LIFECYCLE: dict[tuple[str, str], Lifecycle] = {
     ("text-embedding-3-small", "1"): Lifecycle("GenerallyAvailable", None),
     ("text-embedding-ada-002", "2"): Lifecycle("GenerallyAvailable", 330),
     ("gpt-4o-realtime-preview", "2024-12-17"): Lifecycle("Preview", 45, deprecation_status="Tentative"),
+    # Non-OpenAI models: the same cases, one retiring within 30 days, Llama with EX-LM's placeholder.
+    ("DeepSeek-R1", "1"): Lifecycle("GenerallyAvailable", 200),
+    ("Meta-Llama-3.1-405B-Instruct", "1"): Lifecycle("Stable", None, deprecation_status=None),
+    ("Phi-4", "7"): Lifecycle("GenerallyAvailable", 150),
+    ("Mistral-Large-2411", "2"): Lifecycle("Deprecating", 21),
+    ("grok-3", "1"): Lifecycle("Preview", 60, deprecation_status="Tentative"),
+    ("Cohere-embed-v3-english", "1"): Lifecycle("GenerallyAvailable", None),
 }
+# `model.format` of non-OpenAI models: the publisher, spelled as ARM writes it (case matters). `Meta`:
+# EX-LM; `Microsoft`, `Mistral AI`: a public Foundry deployment guide's table of ARM `model.format`
+# values (deployments-and-quota.md §0 lists no official source for them); the others follow the same
+# rule, the publisher's name [inferred].
+FORMATS: dict[str, str] = {
+    "DeepSeek-R1": "DeepSeek",
+    "Meta-Llama-3.1-405B-Instruct": "Meta",
+    "Phi-4": "Microsoft",
+    "Mistral-Large-2411": "Mistral AI",
+    "grok-3": "xAI",
+    "Cohere-embed-v3-english": "Cohere",
+}
+# Serverless (Models-as-a-Service) deployments of non-OpenAI models: EX-LM's Llama entry offers one SKU,
+# `GlobalStandard`, capacity at most 1, quota key `AIServices.GlobalStandard.MaaS`, no rate limits.
+MAAS_SKU = "GlobalStandard"
+MAAS_USAGE = "AIServices.GlobalStandard.MaaS"
 
 # Rate limit per capacity unit as the catalogue publishes it, `(count, renewalPeriod)` for the request
 # and token rules (D-QUOTA table: older chat models 6 RPM + 1,000 TPM per unit, o3-mini 1 RPM + 10,000
@@ -101,6 +131,7 @@ class DeploymentTruth:
     publishes_rate_limits: bool  # `properties.rateLimits` present in the body
     upgrade_option: str | None
     usage_name: str
+    model_format: str = "OpenAI"
 
     @property
     def id(self) -> str:
@@ -121,6 +152,10 @@ def _iso(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def model_format(model: Model) -> str:
+    return "OpenAI" if model.openai else FORMATS[model.name]
+
+
 def usage_name(model: str, sku: str) -> str:
     if sku in PTU_POOLS:
         return PTU_POOLS[sku]
@@ -130,6 +165,20 @@ def usage_name(model: str, sku: str) -> str:
 def truth(seed: int, account: SimAccount, deployment: SimDeployment, throttled: bool) -> DeploymentTruth:
     """`throttled`: the deployment's simulated request metrics include 429s."""
     key = key64(seed, "inventory", account.id.lower(), deployment.name)
+    model = model_of(deployment)
+    if not model.openai:  # serverless: no limit published, no auto-upgrade option (EX-LM, D-MODELS)
+        return DeploymentTruth(
+            account=account,
+            deployment=deployment,
+            sku=MAAS_SKU,
+            capacity=1,
+            tokens_per_minute=None,
+            requests_per_minute=None,
+            publishes_rate_limits=False,
+            upgrade_option=None,
+            usage_name=MAAS_USAGE,
+            model_format=model_format(model),
+        )
     per_unit = PER_UNIT[deployment.model]
     if deployment.sku == "ProvisionedManaged":
         sku = pick(key, 1, PROVISIONED_SKUS)
@@ -165,7 +214,7 @@ def deployment_item(item: DeploymentTruth) -> dict[str, object]:
     """One `Deployment` as Deployments_List returns it (2025-09-01)."""
     dep = item.deployment
     properties: dict[str, object] = {
-        "model": {"format": "OpenAI", "name": dep.model, "version": dep.version},
+        "model": {"format": item.model_format, "name": dep.model, "version": dep.version},
         "provisioningState": "Succeeded",
         "currentCapacity": item.capacity,
         "raiPolicyName": "Microsoft.DefaultV2",
@@ -173,7 +222,7 @@ def deployment_item(item: DeploymentTruth) -> dict[str, object]:
     }
     if item.upgrade_option is not None:  # absent when null (D-MODELS)
         properties["versionUpgradeOption"] = item.upgrade_option
-    per_unit = PER_UNIT[dep.model]
+    per_unit = PER_UNIT.get(dep.model)
     if item.publishes_rate_limits and per_unit is not None:
         (r_count, r_period), (t_count, t_period) = per_unit
         properties["rateLimits"] = [
@@ -199,25 +248,32 @@ def _capabilities(model: Model) -> dict[str, str]:
 
 
 def catalogue(region: str, now: datetime) -> list[dict[str, object]]:
-    """Models_List for one region: one `Model` per (name, version) the world deploys (EX-LM shape)."""
+    """Models_List for one region: one `Model` per (name, version) the world deploys (EX-LM shape),
+    OpenAI models as kind `OpenAI`, the others as kind `AIServices` (EX-LM's Llama)."""
     day = day_of(now)
     out: list[dict[str, object]] = []
-    for model in MODELS:
+    for model in (*MODELS, *FOUNDRY_MODELS):
         life = LIFECYCLE[(model.name, model.version)]
         inference = NO_DATE if life.offset is None else _iso(day + timedelta(days=life.offset))
-        skus = [_catalogue_sku(model, s, day, life) for s in _skus_of(model)]
+        deprecation = {"inference": inference}
+        if life.deprecation_status is not None:
+            deprecation["deprecationStatus"] = life.deprecation_status
+        if model.openai:
+            skus = [_catalogue_sku(model, s, day, life) for s in _skus_of(model)]
+        else:
+            skus = [{"name": MAAS_SKU, "usageName": MAAS_USAGE, "capacity": {"maximum": 1, "default": 1}}]
         entry: dict[str, object] = {
-            "format": "OpenAI",
+            "format": model_format(model),
             "name": model.name,
             "version": model.version,
             "isDefaultVersion": (model.name, model.version) != ("gpt-4o", "2024-08-06"),
             "skus": skus,
             "capabilities": _capabilities(model),
-            "deprecation": {"inference": inference, "deprecationStatus": life.deprecation_status},
+            "deprecation": deprecation,
             "lifecycleStatus": life.status,
             "systemData": {"createdBy": "Microsoft", "createdAt": "2024-05-13T00:00:00Z"},
         }
-        out.append({"kind": "OpenAI", "skuName": "S0", "model": entry})
+        out.append({"kind": "OpenAI" if model.openai else "AIServices", "skuName": "S0", "model": entry})
     return out
 
 

@@ -180,6 +180,7 @@ class Simulator:
         self._tokens: dict[str, str] = {}
         self._calls: Counter[tuple[str, int]] = Counter()
         self._calls_lock = threading.Lock()
+        self._in_flight = 0  # requests being answered (counted by `_count` when they end)
         self._peers: set[tuple[object, ...]] = set()
         self._arm = _ArmBuckets()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -372,6 +373,24 @@ class Simulator:
     def _count(self, route: str, status: int) -> None:
         with self._calls_lock:
             self._calls[(route, status)] += 1
+            self._in_flight -= 1
+
+    async def _hold(self, seconds: float) -> None:
+        """Sleep `seconds`, less if the faults are cleared meanwhile: a test's end releases what it held."""
+        generation = self.faults.generation
+        end = time.monotonic() + seconds
+        while (left := end - time.monotonic()) > 0 and self.faults.generation == generation:
+            await asyncio.sleep(min(left, 0.05))
+
+    def settle(self, timeout: float = 10.0) -> None:
+        """Wait until no request is being answered (a held one is counted only when it is let go), so
+        that a test's counts never include an earlier test's request."""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            with self._calls_lock:
+                if self._in_flight <= 0:
+                    return
+            time.sleep(0.01)
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         route = classify(request.method, request.path)
@@ -381,6 +400,8 @@ class Simulator:
                 self._peers.add(tuple(peer[:2]))
         body = await request.read()
         status = 0
+        with self._calls_lock:
+            self._in_flight += 1
         try:
             if self.spec.latency:
                 await asyncio.sleep(self.spec.latency)
@@ -398,7 +419,7 @@ class Simulator:
                 await self._drop(request, rule)
                 raise _Dropped
             if rule is not None and rule.kind == "slow":
-                await asyncio.sleep(rule.delay)
+                await self._hold(rule.delay)
             reply = self._fault_reply(rule, route, request) or self._answer(route, request, body, rule)
             status = reply.status
             wait = reply.headers.get("Retry-After") if status == 429 else None
@@ -424,7 +445,7 @@ class Simulator:
     async def _drop(self, request: web.Request, rule: FaultRule) -> None:
         transport = request.transport
         if rule.kind == "timeout":
-            await asyncio.sleep(rule.delay)
+            await self._hold(rule.delay)
         elif transport is not None:
             raw = transport.get_extra_info("socket")
             if raw is not None:

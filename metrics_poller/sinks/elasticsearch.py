@@ -607,6 +607,15 @@ class _Target:
         return cls(dataset.data_stream(cfg.namespace), dataset.pipeline(cfg.pipeline))
 
 
+@dataclass(frozen=True, slots=True)
+class _Write:
+    """One `write` call: its documents, their encoded bulk lines and their outcomes (filled in by the batches)."""
+
+    documents: Sequence[Document]
+    encoded: Sequence[bytes]
+    outcomes: list[Outcome]
+
+
 # The action line of every document without an `_id` (TSDS), and the parts of one with it: orjson writes
 # `{"create":{"_id":…}}` as exactly these bytes around the encoded id.
 _CREATE_WITHOUT_ID = orjson.dumps({"create": {}}) + b"\n"
@@ -651,18 +660,17 @@ class ElasticsearchSink:
         """
         if not documents:
             return []
-        encoded = self._encode_all(documents)
-        outcomes = [Outcome.RETRYABLE] * len(documents)
+        job = _Write(documents, self._encode_all(documents), [Outcome.RETRYABLE] * len(documents))
         by_dataset: dict[str, list[int]] = {}
         for position, document in enumerate(documents):
             by_dataset.setdefault(document.dataset, []).append(position)
         tasks = []
         for name, positions in by_dataset.items():
             target = _Target(self._stream, self._cfg.pipeline) if self._stream else _Target.of(name, self._cfg)
-            sizes = [len(encoded[p]) for p in positions]
+            sizes = [len(job.encoded[p]) for p in positions]
             for batch in plan_batches(sizes, self._cfg.batch_size, self._cfg.batch_bytes):
                 members = [positions[i] for i in batch]
-                tasks.append(asyncio.create_task(self._write_batch(target, members, documents, encoded, outcomes)))
+                tasks.append(asyncio.create_task(self._write_batch(target, members, job)))
         try:
             await asyncio.gather(*tasks)
         except BaseException:
@@ -670,7 +678,7 @@ class ElasticsearchSink:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             raise
-        return outcomes
+        return job.outcomes
 
     async def close(self) -> None:
         """Close the client's connections."""
@@ -688,31 +696,24 @@ class ElasticsearchSink:
         """The bulk request body of the documents at `positions`."""
         return b"".join([encoded[position] for position in positions])
 
-    async def _write_batch(
-        self,
-        target: _Target,
-        positions: list[int],
-        documents: Sequence[Document],
-        encoded: Sequence[bytes],
-        outcomes: list[Outcome],
-    ) -> None:
+    async def _write_batch(self, target: _Target, positions: list[int], job: _Write) -> None:
         pending = positions
         for attempt in range(1, self._cfg.retry_attempts + 1):
             if attempt > 1:
                 await asyncio.sleep(backoff_delay(attempt - 1, *self._backoff, self._rng))
             try:
-                items = await self._send(target, pending, encoded)
+                items = await self._send(target, pending, job.encoded)
             except _Abandon:
                 return
             except _TooLarge:
-                await self._split(target, pending, documents, encoded, outcomes)
+                await self._split(target, pending, job)
                 return
             if items is None:
                 continue
             if len(items) != len(pending):
                 log.error("Elasticsearch answered %d bulk items for %d documents", len(items), len(pending))
                 return
-            pending = await self._settle(target, pending, items, documents, outcomes)
+            pending = await self._settle(target, pending, items, job)
             if not pending:
                 return
         # Counted in the cycle summary with its cause, not once per batch (an outage is many batches).
@@ -722,26 +723,20 @@ class ElasticsearchSink:
             self._cfg.retry_attempts,
         )
 
-    async def _split(
-        self,
-        target: _Target,
-        positions: list[int],
-        documents: Sequence[Document],
-        encoded: Sequence[bytes],
-        outcomes: list[Outcome],
-    ) -> None:
+    async def _split(self, target: _Target, positions: list[int], job: _Write) -> None:
         """After a 413: write each half on its own; a single document that is still too large is rejected."""
         if len(positions) == 1:
             position = positions[0]
-            outcomes[position] = Outcome.PERMANENT
+            document = job.documents[position]
+            job.outcomes[position] = Outcome.PERMANENT
             error = {"type": "request_too_large", "reason": "larger than the cluster's http.max_content_length"}
-            log.warning("document %s rejected (HTTP 413, larger than http.max_content_length)", documents[position].id)
-            await self._write_dead_letters([dead_letter_record(documents[position], 413, error, datetime.now(UTC))])
+            log.warning("document %s rejected (HTTP 413, larger than http.max_content_length)", document.id)
+            await self._write_dead_letters([dead_letter_record(document, 413, error, datetime.now(UTC))])
             return
         log.info("bulk request of %d documents too large (HTTP 413); sending it in halves", len(positions))
         middle = len(positions) // 2
         for half in (positions[:middle], positions[middle:]):
-            await self._write_batch(target, half, documents, encoded, outcomes)
+            await self._write_batch(target, half, job)
 
     async def _send(self, target: _Target, positions: Sequence[int], encoded: Sequence[bytes]) -> list[Any] | None:
         """One bulk request; its items, or None when the whole request should be retried."""
@@ -776,15 +771,9 @@ class ElasticsearchSink:
         items = response.body.get("items")
         return list(items) if isinstance(items, list) else []
 
-    async def _settle(
-        self,
-        target: _Target,
-        positions: Sequence[int],
-        items: Sequence[Any],
-        documents: Sequence[Document],
-        outcomes: list[Outcome],
-    ) -> list[int]:
+    async def _settle(self, target: _Target, positions: Sequence[int], items: Sequence[Any], job: _Write) -> list[int]:
         """Record each item's outcome; return the positions to retry."""
+        documents, outcomes = job.documents, job.outcomes
         results: list[Mapping[str, Any]] = [
             next(iter(item.values()), {}) if isinstance(item, Mapping) else {} for item in items
         ]

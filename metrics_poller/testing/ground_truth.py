@@ -11,13 +11,15 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 from metrics_poller.catalog import AGGREGATION_KEY, AGGREGATION_SUFFIX, MetricGroup, dimension_key
 from metrics_poller.datasets import OPEN_AI, Dataset
 
 INVENTORY_DATASET = "azure.ai_deployment"
 DocKey = tuple[str, str, frozenset[tuple[str, str]]]  # (account key, @timestamp, dimensions)
+
+Key = TypeVar("Key")
 
 _SUFFIX_OF_KEY = {AGGREGATION_KEY[a]: AGGREGATION_SUFFIX[a] for a in AGGREGATION_KEY}
 
@@ -35,15 +37,18 @@ class TruthSource(Protocol):
 
 
 @dataclass
-class Comparison:
+class Comparison(Generic[Key]):
+    """Stored documents against the expected ones, each known by a key (a `DocKey` for metrics, a
+    deployment id for the inventory)."""
+
     expected: int = 0
     stored: int = 0
-    missing: list[DocKey] = field(default_factory=list)
-    duplicated: list[DocKey] = field(default_factory=list)
-    unexpected: list[DocKey] = field(default_factory=list)
-    wrong: list[tuple[DocKey, str, object, object]] = field(default_factory=list)
+    missing: list[Key] = field(default_factory=list)
+    duplicated: list[Key] = field(default_factory=list)
+    unexpected: list[Key] = field(default_factory=list)
+    wrong: list[tuple[Key, str, object, object]] = field(default_factory=list)
 
-    def add(self, other: Comparison) -> None:
+    def add(self, other: Comparison[Key]) -> None:
         """Fold another part of the same comparison (e.g. one time chunk) into this one."""
         self.expected += other.expected
         self.stored += other.stored
@@ -117,7 +122,7 @@ def compare(
     *,
     only_within: tuple[str, str] | None = None,
     dataset: Dataset = OPEN_AI,
-) -> Comparison:
+) -> Comparison[DocKey]:
     """Diff the dataset's stored documents against the expectation (documents of other datasets are
     ignored); `only_within` limits stored docs to a `[start, end)` range of `@timestamp` strings."""
     pairs = []
@@ -134,9 +139,9 @@ def compare(
 
 def compare_keyed(
     expected: Mapping[DocKey, Mapping[str, float]], stored: Iterable[tuple[DocKey, Mapping[str, float]]]
-) -> Comparison:
+) -> Comparison[DocKey]:
     """Diff already-keyed stored documents ((key, values) pairs) against the expectation."""
-    result = Comparison(expected=len(expected))
+    result = Comparison[DocKey](expected=len(expected))
     counts: Counter[DocKey] = Counter()
     seen: dict[DocKey, Mapping[str, float]] = {}
     for key, values in stored:

@@ -2,19 +2,22 @@
 
 For each deployment: its type, capacity and true limits (the simulator knows them whether or not the
 body publishes `rateLimits`), the lifecycle it serves, its quota key, and the peaks and 429 total of
-the window the poller fetched, computed from the metric ground truth split by `ModelDeploymentName`.
+the window the poller fetched, computed from the metric ground truth split by `ModelDeploymentName`:
+Azure OpenAI's metrics for OpenAI models, Foundry's `TotalTokens` / `ModelRequests` for the other models
+of Foundry accounts (only those metrics measure them), when the azure.ai_foundry dataset was polled.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from metrics_poller.simulator import Simulator
 from metrics_poller.simulator.inventory import LIFECYCLE, PROVISIONED_SKUS, day_of
+from metrics_poller.simulator.world import model_of
+from metrics_poller.testing.ground_truth import Comparison
 
 Fields = dict[str, Any]
 
@@ -27,10 +30,10 @@ def _peak_per_minute(sim: Simulator, account_id: str, metric: str, start: dateti
     return out
 
 
-def _throttled(sim: Simulator, account_id: str, start: datetime, end: datetime) -> dict[str, float]:
+def _throttled(sim: Simulator, account_id: str, metric: str, start: datetime, end: datetime) -> dict[str, float]:
     out: dict[str, float] = {}
     split = ["ModelDeploymentName", "StatusCode"]
-    for dims, points in sim.expected(account_id, "AzureOpenAIRequests", start, end, "PT1M", split).items():
+    for dims, points in sim.expected(account_id, metric, start, end, "PT1M", split).items():
         values = dict(dims)
         name = values["ModelDeploymentName"].lower()
         total = sum(p["total"] for p in points.values()) if values["StatusCode"] == "429" else 0.0
@@ -51,20 +54,37 @@ def _number(value: float | None) -> float | None:
 
 
 def expected_deployments(
-    sim: Simulator, account_ids: Iterable[str], start: datetime, end: datetime, timestamp: datetime
+    sim: Simulator,
+    account_ids: Iterable[str],
+    start: datetime,
+    end: datetime,
+    timestamp: datetime,
+    *,
+    foundry: bool = True,
 ) -> dict[str, Fields]:
     """`azure.deployment.*` values each deployment document must carry, by lower-cased deployment id;
-    None means the field must be absent."""
+    None means the field must be absent. `foundry`: the azure.ai_foundry dataset was polled, so the
+    non-OpenAI deployments have measured usage."""
     out: dict[str, Fields] = {}
     day = day_of(sim.now())
     for account_id in account_ids:
-        tokens = _peak_per_minute(sim, account_id, "TokenTransaction", start, end)
-        requests = _peak_per_minute(sim, account_id, "AzureOpenAIRequests", start, end)
-        throttled = _throttled(sim, account_id, start, end)
+        openai = (
+            _peak_per_minute(sim, account_id, "TokenTransaction", start, end),
+            _peak_per_minute(sim, account_id, "AzureOpenAIRequests", start, end),
+            _throttled(sim, account_id, "AzureOpenAIRequests", start, end),
+        )
+        others: tuple[dict[str, float], ...] = ({}, {}, {})
+        if foundry and any(not model_of(t.deployment).openai for t in sim.deployment_truths(account_id)):
+            others = (
+                _peak_per_minute(sim, account_id, "TotalTokens", start, end),
+                _peak_per_minute(sim, account_id, "ModelRequests", start, end),
+                _throttled(sim, account_id, "ModelRequests", start, end),
+            )
         utilization = _utilization(sim, account_id, start, end)
         for truth in sim.deployment_truths(account_id):
             dep = truth.deployment
             key = dep.name.lower()
+            tokens, requests, throttled = openai if model_of(dep).openai else others
             life = LIFECYCLE[(dep.model, dep.version)]
             offset = life.ptu_offset if truth.provisioned and life.ptu_offset is not None else life.offset
             retires = None if offset is None else day + timedelta(days=offset)
@@ -76,6 +96,7 @@ def expected_deployments(
                 "sku.name": truth.sku,
                 "sku.capacity": truth.capacity,
                 "provisioned": truth.provisioned,
+                "model.format": truth.model_format,
                 "model.name": dep.model,
                 "model.version": dep.version,
                 "model.lifecycle_status": life.status,
@@ -111,29 +132,11 @@ def _get(source: Mapping[str, Any], path: str) -> Any:
     return node
 
 
-@dataclass
-class InventoryComparison:
-    expected: int = 0
-    stored: int = 0
-    missing: list[str] = field(default_factory=list)
-    duplicated: list[str] = field(default_factory=list)
-    unexpected: list[str] = field(default_factory=list)
-    wrong: list[tuple[str, str, object, object]] = field(default_factory=list)
-
-    @property
-    def perfect(self) -> bool:
-        return not (self.missing or self.duplicated or self.unexpected or self.wrong)
-
-    def summary(self) -> str:
-        return (
-            f"expected {self.expected}, stored {self.stored}, missing {len(self.missing)}, duplicated "
-            f"{len(self.duplicated)}, unexpected {len(self.unexpected)}, wrong {self.wrong[:5]}"
-        )
-
-
-def compare_deployments(expected: Mapping[str, Fields], documents: Iterable[Mapping[str, Any]]) -> InventoryComparison:
-    """Deployment documents (`metricset.name: deployment`) against `expected_deployments`."""
-    result = InventoryComparison(expected=len(expected))
+def compare_deployments(
+    expected: Mapping[str, Fields], documents: Iterable[Mapping[str, Any]]
+) -> Comparison[str]:
+    """Deployment documents (`metricset.name: deployment`) against `expected_deployments`, by deployment id."""
+    result = Comparison[str](expected=len(expected))
     seen: set[str] = set()
     for doc in documents:
         if _get(doc, "metricset.name") != "deployment":

@@ -46,7 +46,8 @@ def _clean(request: pytest.FixtureRequest) -> Iterator[None]:
     yield
     if "sim" in request.fixturenames:
         s: Simulator = request.getfixturevalue("sim")
-        s.faults.clear()
+        s.faults.clear()  # also lets go of requests a slow or timeout fault still holds
+        s.settle()
         s.reset_calls()
 
 

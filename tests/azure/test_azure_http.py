@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from metrics_poller import config
-from metrics_poller.azure_http import ARM_READ_PACING, Pacing
+from metrics_poller.azure_http import ARM_READ_PACING, Pacing, TokenBucket
 from metrics_poller.credentials import build_credential
 from metrics_poller.discovery import Discoverer
 from metrics_poller.fetching import Fetcher
-from metrics_poller.inventory import InventoryReader
+from metrics_poller.inventory import InventoryReader, InventoryReadError
+from metrics_poller.model import Account
 from metrics_poller.simulator import SimSpec, Simulator
 
 from .conftest import FAST_RETRY
@@ -63,3 +66,26 @@ async def test_discovery_definitions_and_inventory_share_one_arm_read_bucket() -
         bucket = pacing._buckets[("public", sim.subscription_ids[0].lower())]
         assert burst - bucket.tokens == sum(answered.values())  # every reader's reads, counted once each
         assert not any(status == 429 for (_route, status) in sim.calls)  # ARM never had to throttle
+
+
+async def test_a_later_page_that_must_wait_past_the_deadline_fails_the_whole_read() -> None:
+    """Each page of a paged list is paced; a page that would have to wait past the deadline fails the
+    read (never a partial list taken for the whole one)."""
+    spec = SimSpec(seed=32, subscriptions=1, regions=("eastus",), accounts_per_region=4)
+    with Simulator(spec) as sim:
+        paged = next(a for a in sim.accounts if len(sim.deployment_truths(a.id)) > spec.deployment_page_size)
+        cfg = config.parse({"azure": sim.azure_config(retry=FAST_RETRY)}, environ={}).azure
+        credential = build_credential(cfg)
+        pacing = Pacing()
+        # One read left and almost no refill: the first page goes, the second would wait ~1000 s.
+        pacing._buckets[("public", paged.subscription_id.lower())] = TokenBucket(250.0, 0.001, 1.0, 0.0)
+        reader = InventoryReader(cfg, credential, catalogue_ttl=3600, concurrency=2, clock=lambda: 0.0, pacing=pacing)
+        account = Account(paged.id, paged.name, paged.subscription_id, paged.resource_group, paged.location, paged.kind)
+        try:
+            with pytest.raises(InventoryReadError) as caught:
+                await reader.deployments(account, 30.0)
+        finally:
+            await reader.close()
+            await credential.close()
+        assert "pacing of the next page would pass the deadline" in str(caught.value)
+        assert sim.call_count("deployments") == 1  # the second page was never asked for

@@ -354,7 +354,9 @@ async def test_other_per_metric_errors_keep_the_window_for_the_next_cycle(sim: S
     async with stack(sim, api="batch") as s:
         results = await run_all(s.fetcher, qs)
         coded = {key for key, reason in failed(results).items() if code in reason}
-        assert coded and all("fetched again next cycle" in failed(results)[key] for key in coded)
+        # Whichever account the fault hits (its id, and so the message, varies in length), the reason
+        # ends with what the poller does about it.
+        assert coded and all(failed(results)[key].endswith("; fetched again next cycle") for key in coded)
         assert_intact(sim, results, skip=set(failed(results)))  # (a loaded machine may time out others)
         results = await run_all(s.fetcher, qs)
     assert_intact(sim, results)

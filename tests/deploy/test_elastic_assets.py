@@ -1,7 +1,7 @@
 """The README's ES|QL alert rules, run against the documents `make demo` writes.
 
-Parsed, type-checked against the index template's mapping and evaluated with `esql_subset` (see its
-docstring for why there is no engine), and compared with a direct computation over the same documents.
+Parsed, type-checked against the index template's mapping and evaluated with `tests/esql/esql_subset.py`
+(see its docstring for why there is no engine), and compared with a direct computation over the same documents.
 """
 
 from __future__ import annotations
@@ -14,10 +14,9 @@ from typing import Any
 
 import orjson
 import pytest
+from esql_subset import EsqlError, by_data_stream, check_types, evaluate, parse, source_fields
 
 from metrics_poller import templates
-
-from .esql_subset import EsqlError, check_types, evaluate, load_rows, parse, source_fields
 
 REPO = Path(__file__).resolve().parents[2]
 UTILISATION = "azure.open_ai.provisioned_managed_utilization_v2.avg"
@@ -61,11 +60,7 @@ def demo_documents(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, A
 
 @pytest.fixture(scope="module")
 def indices(demo_documents: list[dict[str, Any]], mapping: dict[str, str]) -> dict[str, list[dict[str, Any]]]:
-    streams: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for doc in demo_documents:
-        ds = doc["data_stream"]
-        streams[f"{ds['type']}-{ds['dataset']}-{ds['namespace']}"].append(doc)
-    return {name: load_rows(docs, mapping) for name, docs in streams.items()}
+    return by_data_stream(demo_documents, mapping)
 
 
 def rows_of(indices: dict[str, list[dict[str, Any]]]) -> Iterator[dict[str, Any]]:
@@ -92,7 +87,7 @@ def test_rule_fields_exist_in_the_demo_documents_with_the_right_type(
 
 
 def test_type_checker_catches_a_wrong_field_or_type(mapping: dict[str, str]) -> None:
-    with pytest.raises(EsqlError, match="unknown column"):
+    with pytest.raises(EsqlError, match="Unknown column"):
         check_types(parse("FROM m | WHERE azure.open_ai.requests.count > 1"), mapping)
     with pytest.raises(EsqlError, match="cannot compare"):
         check_types(parse(f"FROM m | WHERE azure.dimensions.status_code == 429 AND {REQUESTS} > 0"), mapping)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import orjson
 import pytest
@@ -138,3 +138,53 @@ async def test_the_simulator_refuses_an_api_version_arm_does_not_know(sim: Simul
         await client.close()
         await credential.close()
     assert caught.value.status_code == 400 and "NoRegisteredProviderFound" in str(caught.value)
+
+
+async def test_non_openai_deployments_join_the_catalogue_with_unknown_limits(sim: Simulator) -> None:
+    """A Foundry account's DeepSeek, Llama, Phi, Mistral… deployments are listed with their publisher's
+    `model.format`; the catalogue gives their lifecycle and MaaS quota key, and no limit is guessed."""
+    foundry = [a for a in accounts(sim) if any(t.model_format != "OpenAI" for t in sim.deployment_truths(a.id))]
+    assert foundry, "the estate has Foundry accounts with non-OpenAI deployments"
+    now = datetime.now(UTC)
+    async with reader(sim) as inventory:
+        catalogue = await inventory.catalogue(foundry[0].subscription_id, "eastus", deadline())
+        records = []
+        for account in foundry:
+            records += join(account, await inventory.deployments(account, deadline()), catalogue, {}, now)
+    others = [r for r in records if r.deployment.model_format != "OpenAI"]
+    truths = {t.id.lower(): t for a in foundry for t in sim.deployment_truths(a.id)}
+    assert others and len(others) == sum(1 for t in truths.values() if t.model_format != "OpenAI")
+    for record in others:
+        truth = truths[record.deployment.id.lower()]
+        assert record.deployment.model_format == truth.model_format  # e.g. "Meta", "Mistral AI"
+        assert record.limits.tokens_per_minute is None and record.limits.requests_per_minute is None
+        assert record.limits.source is None  # unknown, not derived from any table
+        assert (record.quota_name, record.quota_guessed) == ("AIServices.GlobalStandard.MaaS", False)
+        assert record.lifecycle_status is not None  # the catalogue entry was found by (format, name, version)
+    # Llama's 2099 placeholder means "no date"; a dated model gets its days to retirement.
+    assert all(r.retirement is None for r in others if r.deployment.model_name == "Meta-Llama-3.1-405B-Instruct")
+    assert all(
+        (r.days_to_retirement is not None) == (r.retirement is not None) for r in others
+    )
+
+
+async def test_the_deployments_list_holds_every_deployment_the_foundry_metrics_name(sim: Simulator) -> None:
+    """Simulator consistency: what the azure.ai_foundry metrics measure is what Deployments_List lists
+    (OpenAI and other models alike), and each listed model has its catalogue entry."""
+    end = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=10)
+    start, split = end - timedelta(hours=2), ["ModelDeploymentName"]
+    measured_any = False
+    async with reader(sim) as inventory:
+        catalogue = await inventory.catalogue(sim.subscription_ids[0], "eastus", deadline())
+        for account in accounts(sim):
+            listed = await inventory.deployments(account, deadline())
+            names = {d.name for d in listed}
+            for metric in ("TotalTokens", "ModelRequests"):
+                served = sim.expected(account.id, metric, start, end, "PT1M", split)
+                measured = {dict(dims)["ModelDeploymentName"] for dims in served}
+                measured_any = measured_any or bool(measured - {d.name for d in listed if d.model_format == "OpenAI"})
+                assert measured <= names, (account.id, metric, measured - names)
+            for deployment in listed:
+                key = (deployment.model_format or "", deployment.model_name or "", deployment.model_version or "")
+                assert tuple(k.lower() for k in key) in catalogue, key
+    assert measured_any  # some non-OpenAI deployment had Foundry traffic in the window

@@ -69,6 +69,65 @@ async def test_one_cycle_writes_every_deployment_equal_to_the_ground_truth(sim: 
     assert report.inventory_accounts == len(openai_ids(sim))
 
 
+def non_openai(sim: Simulator) -> dict[str, str]:
+    """Deployment id (lower-cased) → model format of every non-OpenAI deployment of the estate."""
+    return {
+        t.id.lower(): t.model_format
+        for a in openai_ids(sim)
+        for t in sim.deployment_truths(a)
+        if t.model_format != "OpenAI"
+    }
+
+
+@pytest.mark.parametrize("datasets", [None, ["azure.open_ai"]])
+async def test_non_openai_deployments_are_reported_with_foundry_usage_and_unknown_limits(
+    sim: Simulator, tmp_path: Path, datasets: list[str] | None
+) -> None:
+    overrides: dict[str, object] = {"inventory": {"enabled": True, "interval": 300}}
+    if datasets is not None:
+        overrides["datasets"] = datasets
+    cfg = parse(poller_config(sim, tmp_path, **overrides))
+    poller = await create_poller(cfg)
+    try:
+        report = await poller.run_cycle(NOW)
+    finally:
+        await poller.close()
+    assert report.ok, report.failures
+    lines = read_ndjson(tmp_path / "out.ndjson")
+    docs = [d for d in lines if d["data_stream"]["dataset"] == "azure.ai_deployment"]
+    end = window_end(NOW, LATENCY, GRAIN)
+    foundry = datasets is None  # the default datasets include azure.ai_foundry
+    expected = expected_deployments(
+        sim, openai_ids(sim), end - timedelta(seconds=300), end, run_time(NOW, 300), foundry=foundry
+    )
+    result = compare_deployments(expected, docs)
+    assert result.perfect, result.summary()
+
+    others = non_openai(sim)
+    stored = {
+        d["azure"]["deployment"]["id"].lower(): d["azure"]["deployment"]
+        for d in docs
+        if d["metricset"]["name"] == "deployment" and d["azure"]["deployment"]["id"].lower() in others
+    }
+    assert len(stored) == len(others) >= 3 and len(set(others.values())) >= 2  # several publishers
+    for key, value in stored.items():
+        assert value["model"]["format"] == others[key]
+        assert value["sku"] == {"name": "GlobalStandard", "capacity": 1, "family": "standard"}
+        # No rate limit is published for them: stored as unknown, never derived from a guess.
+        assert "rate_limit" not in value and "utilization" not in value
+        assert value["quota"] == {"name": "AIServices.GlobalStandard.MaaS", "guessed": False}
+        assert value["model"]["lifecycle_status"]
+    usage = [v.get("usage", {}).get("tokens_per_minute", {}).get("max") for v in stored.values()]
+    if foundry:  # measured by the Foundry "Models" metrics only
+        assert any(u is not None and u > 0 for u in usage)
+        assert any(d["data_stream"]["dataset"] == "azure.ai_foundry" for d in lines)
+    else:  # nothing measures them without the azure.ai_foundry dataset
+        assert all(u is None for u in usage)
+    # Azure lists no usages row for the serverless key: no quota document is made up for it.
+    quotas = [d["azure"]["quota"]["name"] for d in docs if d["metricset"]["name"] == "quota"]
+    assert quotas and "AIServices.GlobalStandard.MaaS" not in quotas
+
+
 async def test_quota_documents_join_the_deployments_that_draw_on_them(sim: Simulator, tmp_path: Path) -> None:
     cfg = parse(poller_config(sim, tmp_path, inventory={"enabled": True, "interval": 300}))
     poller = await create_poller(cfg)
