@@ -8,14 +8,10 @@ A plain data stream: one document per deployment per interval is not a metric ti
 from __future__ import annotations
 
 from metrics_poller.inventory_shaping import DATASET
-from metrics_poller.templates import Json, Templates, _with_meta, nest
+from metrics_poller.templates import Json, Templates, compose, nest
 
 INDEX_PATTERN = f"metrics-{DATASET}-*"
 INDEX_TEMPLATE = f"metrics-poller-{DATASET}"
-MAPPINGS_COMPONENT = f"{INDEX_TEMPLATE}@mappings"
-SETTINGS_COMPONENT = f"{INDEX_TEMPLATE}@settings"
-CUSTOM_COMPONENT = f"{INDEX_TEMPLATE}@custom"
-PRIORITY = 250  # above Fleet's `metrics` (100) and integrations (200), as for the metrics stream
 
 _KEYWORD: Json = {"type": "keyword", "ignore_above": 1024}
 
@@ -105,17 +101,5 @@ def mappings() -> Json:
 
 
 def build(*, retention: str | None = None) -> Templates:
-    components = {
-        MAPPINGS_COMPONENT: _with_meta({"template": {"mappings": mappings()}}),
-        SETTINGS_COMPONENT: _with_meta({"template": {"settings": {"index": {"codec": "best_compression"}}}}),
-    }
-    body: Json = {
-        "index_patterns": [INDEX_PATTERN],
-        "data_stream": {},
-        "priority": PRIORITY,
-        "composed_of": [MAPPINGS_COMPONENT, SETTINGS_COMPONENT, CUSTOM_COMPONENT],
-        "ignore_missing_component_templates": [CUSTOM_COMPONENT],
-    }
-    if retention is not None:
-        body["template"] = {"lifecycle": {"data_retention": retention}}
-    return Templates(components, {INDEX_TEMPLATE: _with_meta(body)})
+    settings: Json = {"index": {"codec": "best_compression"}}
+    return compose(INDEX_TEMPLATE, INDEX_PATTERN, mappings(), settings, retention=retention)

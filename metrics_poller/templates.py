@@ -172,15 +172,25 @@ def build(
     dataset: Dataset = OPEN_AI, *, tsds: bool = False, look_back: str = "7d", retention: str | None = None
 ) -> Templates:
     """The dataset's component templates and index template for the given options."""
-    custom = custom_component(dataset)
+    return compose(
+        dataset.index_template,
+        dataset.index_pattern,
+        mappings(dataset),
+        settings(tsds=tsds, look_back=look_back),
+        retention=retention,
+    )
+
+
+def compose(name: str, pattern: str, mappings: Json, settings: Json, *, retention: str | None) -> Templates:
+    """Index template `name` for `pattern`, composed of `<name>@mappings`, `<name>@settings` and the
+    optional `<name>@custom` (user overrides, last, like Fleet's), with a data stream lifecycle."""
+    custom = f"{name}@custom"
     components = {
-        mappings_component(dataset): _with_meta({"template": {"mappings": mappings(dataset)}}),
-        settings_component(dataset): _with_meta(
-            {"template": {"settings": settings(tsds=tsds, look_back=look_back)}}
-        ),
+        f"{name}@mappings": _with_meta({"template": {"mappings": mappings}}),
+        f"{name}@settings": _with_meta({"template": {"settings": settings}}),
     }
     body: Json = {
-        "index_patterns": [dataset.index_pattern],
+        "index_patterns": [pattern],
         "data_stream": {},
         "priority": PRIORITY,
         "composed_of": [*components, custom],
@@ -188,7 +198,7 @@ def build(
     }
     if retention is not None:
         body["template"] = {"lifecycle": {"data_retention": retention}}
-    return Templates(components, {dataset.index_template: _with_meta(body)})
+    return Templates(components, {name: _with_meta(body)})
 
 
 def fingerprint(body: Mapping[str, Any]) -> str:
