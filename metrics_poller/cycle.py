@@ -430,9 +430,11 @@ class Poller:
         collect_totals: bool,
     ) -> dict[str, str]:
         unstored: dict[str, str] = {}
+        counted = Counter(outcome.value for outcome in outcomes)
+        report.documents.update(counted)
+        for value, n in counted.items():  # one labelled counter update per outcome, not per document
+            telemetry.DOCUMENTS.labels(outcome=value).inc(n)
         for document, outcome in zip(documents, outcomes, strict=True):
-            report.documents[outcome.value] += 1
-            telemetry.DOCUMENTS.labels(outcome=outcome.value).inc()
             if outcome is Outcome.RETRYABLE:
                 report.unstored_documents += 1
                 report.unstored_accounts.add(document.account_key)

@@ -56,6 +56,8 @@ def poller_config(params: dict[str, Any], azure: dict[str, Any], es_url: str | N
         "max_backfill": int(params.get("max_backfill", 86400)),
         "period": int(params.get("period", 300)),
     }
+    if "inventory" in params:  # on by default, as in a deployed poller
+        data["inventory"] = {"enabled": bool(params["inventory"])}
     if "datasets" in params:
         data["datasets"] = list(params["datasets"])
     if es_url is not None:
