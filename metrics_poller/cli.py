@@ -262,6 +262,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
         from metrics_poller.cycle import owned
         from metrics_poller.discovery import Discoverer
         from metrics_poller.fetching import Fetcher
+        from metrics_poller.model import PROJECT_TYPE
         from metrics_poller.runtime import shard_index
 
         worst = EXIT_OK
@@ -275,10 +276,13 @@ def cmd_validate(args: argparse.Namespace) -> int:
                 reason = scrub(describe_error(str(exc)), secret_values(cfg.azure)) or type(exc).__name__
                 print(f"azure credentials: FAILED: {reason}")
                 return EXIT_UNREACHABLE
-            discoverer = Discoverer(cfg.azure, credential, pacing=pacing)
+            resource_types = {d.resource_type for d in datasets.select(cfg.datasets)}
+            discoverer = Discoverer(cfg.azure, credential, pacing=pacing, resource_types=resource_types)
             try:
                 result = await discoverer.accounts()
-                print(f"azure discovery: ok ({len(result.accounts)} accounts)")
+                projects = sum(1 for a in result.accounts if a.type == PROJECT_TYPE)
+                also = f" and {projects} projects" if projects else ""
+                print(f"azure discovery: ok ({len(result.accounts) - projects} accounts{also})")
                 for failure in result.failures:
                     print(f"  skipped {failure.target}: {failure.reason}")
                     worst = EXIT_PARTIAL

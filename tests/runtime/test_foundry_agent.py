@@ -155,3 +155,23 @@ def test_discover_lists_projects_only_with_the_agent_stream(
     assert table.returncode == 0, table.stderr
     also = f" and {projects} projects" if projects else ""
     assert table.stdout.splitlines()[-1] == f"{accounts} accounts{also}"
+
+
+def test_validate_probes_the_projects_in_their_own_namespace(agent_sim: Simulator, tmp_path: Path) -> None:
+    """One more real metrics call per (subscription, region) for the projects, with an agent metric."""
+    data = poller_config(agent_sim, tmp_path, datasets=ALL)
+    path = write_config(data, tmp_path / "poller.yaml")
+    projects = agent_sim.projects
+    pairs = {(p.subscription_id, p.location) for p in projects}
+    before = agent_sim.call_count("getBatch")
+    result = command("validate", "--config", str(path))
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert f"and {len(projects)} projects)" in next(line for line in lines if line.startswith("azure discovery: ok"))
+    probed = [line for line in lines if "(Foundry projects): ok (getBatch" in line]
+    assert len(probed) == len(pairs)
+    assert sum(int(line.rsplit("(getBatch, ", 1)[1].split()[0]) for line in probed) == len(projects)
+    # The accounts' probes as before, and one per (subscription, region) of projects: a project id sent
+    # with the accounts' namespace would be refused (400), which validate would report as FAILED.
+    accounts = {(a.subscription_id, a.location) for a in agent_sim.accounts if a.kind in ("OpenAI", "AIServices")}
+    assert agent_sim.call_count("getBatch") - before == len(accounts) + len(pairs)
