@@ -46,7 +46,6 @@ from metrics_poller.testing.ground_truth import (
 )
 from metrics_poller.windows import window_end
 
-STREAM = "metrics-azure.open_ai-default"
 PERIOD = timedelta(seconds=300)
 LATENCY = timedelta(seconds=240)
 
