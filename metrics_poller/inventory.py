@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from azure.core.credentials_async import AsyncTokenCredential
 from azure.mgmt.cognitiveservices.aio import CognitiveServicesManagementClient
@@ -30,6 +30,8 @@ from metrics_poller.headroom import (
     parse_usages,
 )
 from metrics_poller.model import Account
+
+T = TypeVar("T")
 
 # A failed catalogue read is not retried by every cycle: remember the failure this long (seconds).
 CATALOGUE_NEGATIVE_TTL = 600.0
@@ -84,21 +86,34 @@ class InventoryReader:
     async def close(self) -> None:
         await self._clients.close()
 
+    async def _read_pages(
+        self,
+        route: str,
+        pages: Callable[[Capture], AsyncIterator[Any]],
+        parse: Callable[[list[Any]], T],
+        subscription_id: str,
+        deadline: float,
+    ) -> T:
+        """One paged ARM list, every page read raw (the SDK's models are skipped) and parsed whole."""
+
+        async def call(capture: Capture) -> None:
+            async for _ in pages(capture):
+                pass
+
+        return await self._retrier.run(
+            route, call, lambda _v, capture: parse(json_pages(capture)), deadline, subscription_id=subscription_id
+        )
+
     async def deployments(self, account: Account, deadline: float) -> list[Deployment]:
         """Deployments_List of one account, every page. Raises `InventoryReadError`."""
         client = self._clients.get(account.subscription_id)
-
-        async def call(capture: Capture) -> None:
-            async for _ in client.deployments.list(account.resource_group, account.name, **capture.hooks()):
-                pass  # the raw pages are parsed instead of the SDK model
-
         try:
-            return await self._retrier.run(
+            return await self._read_pages(
                 "deployments",
-                call,
-                lambda _v, capture: parse_deployments(json_pages(capture)),
+                lambda capture: client.deployments.list(account.resource_group, account.name, **capture.hooks()),
+                parse_deployments,
+                account.subscription_id,
                 deadline,
-                subscription_id=account.subscription_id,
             )
         except CallError as err:
             raise _reason("deployments", err) from None
@@ -106,18 +121,13 @@ class InventoryReader:
     async def usages(self, subscription_id: str, region: str, deadline: float) -> list[Quota]:
         """Usages_List: the subscription's quota rows in one region. Raises `InventoryReadError`."""
         client = self._clients.get(subscription_id)
-
-        async def call(capture: Capture) -> None:
-            async for _ in client.usages.list(region, **capture.hooks()):
-                pass
-
         try:
-            return await self._retrier.run(
+            return await self._read_pages(
                 "usages",
-                call,
-                lambda _v, capture: parse_usages(json_pages(capture)),
+                lambda capture: client.usages.list(region, **capture.hooks()),
+                parse_usages,
+                subscription_id,
                 deadline,
-                subscription_id=subscription_id,
             )
         except CallError as err:
             raise _reason(f"quota usages of {subscription_id}/{region}", err) from None
@@ -149,18 +159,13 @@ class InventoryReader:
         self, key: tuple[str, str], subscription_id: str, region: str, deadline: float
     ) -> Catalogue:
         client = self._clients.get(subscription_id)
-
-        async def call(capture: Capture) -> None:
-            async for _ in client.models.list(region, **capture.hooks()):
-                pass
-
         try:
-            value = await self._retrier.run(
+            value = await self._read_pages(
                 "models",
-                call,
-                lambda _v, capture: parse_catalogue(json_pages(capture)),
+                lambda capture: client.models.list(region, **capture.hooks()),
+                parse_catalogue,
+                subscription_id,
                 deadline,
-                subscription_id=subscription_id,
             )
         except CallError as err:
             error = _reason(f"model catalogue of {subscription_id}/{region}", err)
