@@ -7,7 +7,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from runtime_support import NOW, parse, poller_config, read_ndjson
+from runtime_support import NOW, one_cycle, parse, poller_config, read_ndjson
 
 from metrics_poller.inventory_cycle import run_time
 from metrics_poller.runtime import create_poller
@@ -41,11 +41,7 @@ def openai_ids(sim: Simulator) -> list[str]:
 
 async def test_one_cycle_writes_every_deployment_equal_to_the_ground_truth(sim: Simulator, tmp_path: Path) -> None:
     cfg = parse(poller_config(sim, tmp_path, inventory={"enabled": True, "interval": 300}))
-    poller = await create_poller(cfg)
-    try:
-        report = await poller.run_cycle(NOW)
-    finally:
-        await poller.close()
+    report = await one_cycle(cfg)
     assert report.ok, report.failures
     lines = read_ndjson(tmp_path / "out.ndjson")
     docs = [d for d in lines if d["data_stream"]["dataset"] == "azure.ai_deployment"]
@@ -87,11 +83,7 @@ async def test_non_openai_deployments_are_reported_with_foundry_usage_and_unknow
     if datasets is not None:
         overrides["datasets"] = datasets
     cfg = parse(poller_config(sim, tmp_path, **overrides))
-    poller = await create_poller(cfg)
-    try:
-        report = await poller.run_cycle(NOW)
-    finally:
-        await poller.close()
+    report = await one_cycle(cfg)
     assert report.ok, report.failures
     lines = read_ndjson(tmp_path / "out.ndjson")
     docs = [d for d in lines if d["data_stream"]["dataset"] == "azure.ai_deployment"]
@@ -207,11 +199,7 @@ async def test_quota_and_catalogue_refusals_leave_the_deployments_reported(sim: 
     sim.faults.add(FaultRule(route="usages", kind="403"))
     sim.faults.add(FaultRule(route="models", kind="403"))
     cfg = parse(poller_config(sim, tmp_path, inventory={"enabled": True, "interval": 300}))
-    poller = await create_poller(cfg)
-    try:
-        report = await poller.run_cycle(NOW)
-    finally:
-        await poller.close()
+    report = await one_cycle(cfg)
     assert report.ok, report.failures
     docs = read_ndjson(tmp_path / "out.ndjson")
     deployments = [d["azure"]["deployment"] for d in docs if d["metricset"]["name"] == "deployment"]

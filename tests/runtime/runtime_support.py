@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from metrics_poller import config
+from metrics_poller.cycle import CycleReport
 from metrics_poller.simulator import SimSpec, Simulator
 
 # A fixed "now" keeps windows deterministic; the simulator's clock follows it.
@@ -108,3 +109,14 @@ def run_poller(
     return subprocess.run(
         [POLLER, *args], capture_output=True, text=True, timeout=timeout, env=clean_environ(**(env or {})), cwd=cwd
     )
+
+
+async def one_cycle(cfg: config.Config, now: datetime = NOW, **kwargs: Any) -> CycleReport:
+    """One cycle of a fresh poller (discovery and definitions included), closed afterwards."""
+    from metrics_poller.runtime import create_poller
+
+    poller = await create_poller(cfg, **kwargs)
+    try:
+        return await poller.run_cycle(now)
+    finally:
+        await poller.close()

@@ -8,7 +8,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from runtime_support import NOW, parse, poller_config, read_ndjson
+from runtime_support import NOW, one_cycle, parse, poller_config, read_ndjson
 
 from metrics_poller.catalog import FOUNDRY_GROUPS, GROUPS, select_groups
 from metrics_poller.cycle import Poller
@@ -178,11 +178,7 @@ async def test_definitions_are_read_per_account_kind(tmp_path: Path, lacking: st
                    kind_undefined_metrics={lacking: frozenset({"GeneratedTokens"})})
     with Simulator(spec, clock=lambda: NOW + timedelta(minutes=10)) as kinds_sim:
         cfg = parse(poller_config(kinds_sim, tmp_path, azure={"metric_groups": ["tokens"]}))
-        poller = await create_poller(cfg)
-        try:
-            report = await poller.run_cycle(NOW)
-        finally:
-            await poller.close()
+        report = await one_cycle(cfg)
         assert report.ok, report.failures
         accounts = openai_accounts(kinds_sim)
         assert {a.kind for a in kinds_sim.accounts if a.kind in ("OpenAI", "AIServices")} == {"OpenAI", "AIServices"}

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from runtime_support import NOW, parse, poller_config, read_ndjson
+from runtime_support import NOW, one_cycle, parse, poller_config, read_ndjson
 
 from metrics_poller.datasets import AI_FOUNDRY, OPEN_AI
 from metrics_poller.runtime import create_poller
@@ -45,11 +45,7 @@ def stored(foundry_sim: Simulator, tmp_path_factory: pytest.TempPathFactory) -> 
     assert cfg.datasets == ["azure.open_ai", "azure.ai_foundry"]
 
     async def cycle() -> None:
-        poller = await create_poller(cfg)
-        try:
-            report = await poller.run_cycle(NOW)
-        finally:
-            await poller.close()
+        report = await one_cycle(cfg)
         assert report.ok, report.failures
         assert set(report.stored_by_dataset) == {"azure.open_ai", "azure.ai_foundry"}
 
