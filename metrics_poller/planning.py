@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from metrics_poller.catalog import MetricGroup
 from metrics_poller.datasets import Dataset
 from metrics_poller.model import Account, MetricDefinition, Query, Window
-from metrics_poller.windows import plan_span, split_span
+from metrics_poller.windows import Span, plan_span, split_span
 
 BATCH_LIMIT = 50  # getBatch accepts at most 50 resource ids per call
 NAMES_LIMIT = 20  # and at most 20 metric names
@@ -135,21 +135,31 @@ def plan(
     # Keyed by the pruned family itself: accounts of two kinds may share group names, not metrics.
     buckets: dict[tuple[str, str, tuple[MetricGroup, ...], datetime, datetime], list[Account]] = defaultdict(list)
     gaps: list[Gap] = []
+    # Thousands of accounts share a few definitions scopes and, cycle after cycle, the same cursor:
+    # prune and span once per distinct input, not once per account.
+    families_of: dict[DefinitionsKey, list[tuple[MetricGroup, ...]]] = {}
+    spans: dict[datetime | None, Span] = {}
     for account in sorted(accounts, key=lambda a: a.key):
         scope = definitions_key(account)
         if scope not in definitions:
             continue
-        pruned = [p for g in groups if (p := prune_group(g, definitions[scope])) is not None]
-        for family in families(pruned):
+        account_families = families_of.get(scope)
+        if account_families is None:
+            pruned = [p for g in groups if (p := prune_group(g, definitions[scope])) is not None]
+            account_families = families_of[scope] = families(pruned)
+        for family in account_families:
             names = tuple(g.name for g in family)
-            span = plan_span(
-                family_cursor(account.key, dataset.name, family, cursors),
-                now,
-                grain=settings.grain,
-                latency=settings.latency,
-                lookback=settings.lookback,
-                max_backfill=settings.max_backfill,
-            )
+            cursor = family_cursor(account.key, dataset.name, family, cursors)
+            span = spans.get(cursor)
+            if span is None:
+                span = spans[cursor] = plan_span(
+                    cursor,
+                    now,
+                    grain=settings.grain,
+                    latency=settings.latency,
+                    lookback=settings.lookback,
+                    max_backfill=settings.max_backfill,
+                )
             if span.skipped:
                 gaps.append(Gap(account.key, dataset.name, names, *span.skipped))
             if span.empty:
