@@ -8,6 +8,7 @@ whose every document Elasticsearch acknowledged (created or already present).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
 import time
@@ -290,12 +291,18 @@ class Poller:
         # would put its own copy of the ~150-character key into `changes` and from there into the
         # cursor maps, which live as long as the process: one shared string per account instead.
         shared_keys: dict[str, str] = {}
+        # Round trips, not CPU, bound a cycle's pace, so it keeps `azure.concurrency` units in flight.
+        # Memory is the units' buckets in flight: a unit catching up holds an hour-long window, twelve
+        # times a cycle's, so those take at most half the slots (BENCHMARKS.md B4: catch-up memory).
         limit = asyncio.Semaphore(max(2, self.cfg.azure.concurrency))
+        catching_up = asyncio.Semaphore(max(1, self.cfg.azure.concurrency // 2))
+        period = timedelta(seconds=self.cfg.period)
         done = 0
 
         async def run(unit: WorkUnit) -> None:
             nonlocal done
-            async with limit:
+            long = unit.windows[-1].end - unit.windows[0].start > period
+            async with catching_up if long else contextlib.nullcontext(), limit:
                 advanced = await self._run_unit(unit, deadline, report, collect_totals)
             for key, end in advanced.items():
                 account_key = shared_keys.setdefault(key, key)

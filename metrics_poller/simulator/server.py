@@ -181,6 +181,8 @@ class Simulator:
         self._calls: Counter[tuple[str, int]] = Counter()
         self._calls_lock = threading.Lock()
         self._in_flight = 0  # requests being answered (counted by `_count` when they end)
+        self._route_in_flight: Counter[str] = Counter()
+        self._peak_in_flight: Counter[str] = Counter()  # per route, since the last `reset_calls`
         self._peers: set[tuple[object, ...]] = set()
         self._arm = _ArmBuckets()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -317,6 +319,10 @@ class Simulator:
     def now(self) -> datetime:
         return self.clock() if self.clock is not None else datetime.now(UTC)
 
+    def prepare(self) -> None:
+        """Do the per-account set-up up front (a benchmark measures only per-request work)."""
+        self._backend.prepare()
+
     def delete_account(self, account_id: str) -> None:
         self._backend.delete(account_id)
 
@@ -333,6 +339,12 @@ class Simulator:
         with self._calls_lock:
             self._calls.clear()
             self._peers.clear()
+            self._peak_in_flight = Counter(self._route_in_flight)
+
+    def peak_in_flight(self, route: str) -> int:
+        """The most requests of `route` being answered at once since the last `reset_calls`."""
+        with self._calls_lock:
+            return self._peak_in_flight[route]
 
     @property
     def connections(self) -> int:
@@ -374,6 +386,7 @@ class Simulator:
         with self._calls_lock:
             self._calls[(route, status)] += 1
             self._in_flight -= 1
+            self._route_in_flight[route] -= 1
 
     async def _hold(self, seconds: float) -> None:
         """Sleep `seconds`, less if the faults are cleared meanwhile: a test's end releases what it held."""
@@ -402,6 +415,8 @@ class Simulator:
         status = 0
         with self._calls_lock:
             self._in_flight += 1
+            self._route_in_flight[route.name] += 1
+            self._peak_in_flight[route.name] = max(self._peak_in_flight[route.name], self._route_in_flight[route.name])
         try:
             if self.spec.latency:
                 await asyncio.sleep(self.spec.latency)
