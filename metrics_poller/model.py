@@ -30,11 +30,12 @@ class Account:
     kind: str
     type: str = ACCOUNT_TYPE
     tags: Mapping[str, str] = field(default_factory=dict)
+    # Case-insensitive identity: Azure compares resource ids without case. Computed once: every series
+    # and document of a cycle looks it up.
+    key: str = field(init=False, repr=False, compare=False)
 
-    @property
-    def key(self) -> str:
-        """Case-insensitive identity: Azure compares resource ids without case."""
-        return self.id.lower()
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "key", self.id.lower())
 
 
 @dataclass(frozen=True, slots=True)

@@ -155,6 +155,11 @@ class Backend:
             self._layouts[account.index] = layouts
         return layouts
 
+    def prepare(self) -> None:
+        """Build every account's and project's series now rather than on its first query."""
+        for account in (*self.world.accounts, *self.world.projects):
+            self.layout(account)
+
     def live_accounts(self) -> list[SimAccount]:
         return [a for a in self.world.accounts if a.key not in self._deleted]
 
