@@ -441,6 +441,10 @@ class Poller:
         report.documents.update(counted)
         for value, n in counted.items():  # one labelled counter update per outcome, not per document
             telemetry.DOCUMENTS.labels(outcome=value).inc(n)
+        stored = counted[Outcome.CREATED.value] + counted[Outcome.DUPLICATE.value]
+        if stored == len(outcomes) and not collect_totals:  # the usual write: nothing to settle per document
+            report.stored_by_dataset[dataset.name] += stored
+            return unstored
         for document, outcome in zip(documents, outcomes, strict=True):
             if outcome is Outcome.RETRYABLE:
                 report.unstored_documents += 1

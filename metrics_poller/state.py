@@ -14,6 +14,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
+import orjson
+
 CursorKey = tuple[str, str, str]  # (account key, dataset name, group name)
 # Before datasets existed every cursor belonged to the Azure OpenAI metrics; stores written then
 # (file version 1, cursor documents without `dataset`) are read as this dataset's.
@@ -82,15 +84,20 @@ class FileCursorStore:
         if not changes:
             return
         self._cursors.update(changes)
-        payload = {
-            "version": FILE_VERSION,
-            "cursors": {f"{a}|{d}|{g}": encode_cursor(t) for (a, d, g), t in sorted(self._cursors.items())},
-        }
+        # Hundreds of thousands of cursors share a handful of times: each time is formatted once.
+        texts: dict[datetime, str] = {}
+        cursors: dict[str, str] = {}
+        for (a, d, g), moment in sorted(self._cursors.items()):
+            text = texts.get(moment)
+            if text is None:
+                text = texts[moment] = encode_cursor(moment)
+            cursors[f"{a}|{d}|{g}"] = text
+        payload = orjson.dumps({"version": FILE_VERSION, "cursors": cursors})
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(prefix=".cursors-", dir=self.path.parent)
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                json.dump(payload, handle, separators=(",", ":"))
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(payload)
                 handle.flush()
                 os.fsync(handle.fileno())
             os.replace(tmp, self.path)

@@ -35,7 +35,7 @@ class NdjsonSink:
             raise RuntimeError(f"NDJSON sink {self._path} is closed")
         if not documents:
             return []
-        data = b"".join(document.body + b"\n" for document in documents)
+        data = b"\n".join([document.body for document in documents]) + b"\n"
         async with self._lock:
             # File writes block; a thread keeps the event loop (and its deadlines) responsive.
             await asyncio.to_thread(self._write_bytes, self._stream, data)
