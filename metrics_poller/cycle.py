@@ -69,8 +69,9 @@ class CycleReport:
     unstored_accounts: set[str] = field(default_factory=set)
     not_fetched: set[str] = field(default_factory=set)
     sink_problem: str | None = None
-    inventory_accounts: int = 0  # accounts whose deployments were read this cycle
+    inventory_accounts: int = 0  # accounts whose deployments were joined and written this cycle
     inventory_documents: Counter[str] = field(default_factory=Counter)
+    inventory_pending: bool = False  # reads still running when the metrics were done; joined later
 
     @property
     def ok(self) -> bool:
@@ -130,7 +131,9 @@ class CycleReport:
             f"cycle {status}: {self.accounts} accounts{projects}, {self.queries} queries, "
             f"{self.azure_calls} Azure calls, "
             f"documents {docs}, {len(self.failures)} failures, {self.duration:.1f}s"
-        ) + (f"; inventory of {self.inventory_accounts} accounts, {inventory} documents" if inventory else "")
+        ) + (f"; inventory of {self.inventory_accounts} accounts, {inventory} documents" if inventory else "") + (
+            "; inventory reads go on in the background" if self.inventory_pending else ""
+        )
 
 
 def utcnow() -> datetime:
@@ -178,6 +181,7 @@ class Poller:
         self.store = store
         self.inventory = inventory
         self._inventory_reads: asyncio.Task[Readings] | None = None
+        self._inventory_time: datetime | None = None  # the cycle time the running reads belong to
         self.shard_index = shard_index
         self.clock = clock
         self.monotonic = monotonic
@@ -195,6 +199,11 @@ class Poller:
         )
 
     async def close(self) -> None:
+        reads, self._inventory_reads = self._inventory_reads, None
+        if reads is not None:  # stopping: the accounts are read again in their next slot
+            reads.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reads
         for part in (self.fetcher, self.discoverer, self.sink, self.inventory):
             closer = getattr(part, "close", None)
             if closer is not None:
@@ -213,21 +222,32 @@ class Poller:
         settings: Settings | None = None,
         collect_totals: bool = False,
         progress: Callable[[int, int], None] | None = None,
+        wait_for_inventory: bool = True,
     ) -> CycleReport:
-        """Run one cycle. `override_cursors`/`settings` serve `backfill`, which never moves cursors."""
+        """Run one cycle. `override_cursors`/`settings` serve `backfill`, which never moves cursors.
+
+        The inventory's reads run beside the metrics. With `wait_for_inventory` (a single run) the cycle
+        joins them before it returns; without (the service) it returns once the metrics are stored and
+        committed, and reads still running are joined by the next cycle: they never delay the metrics."""
         now = now or self.clock()
         started = self.monotonic()
         deadline = deadline if deadline is not None else started + self.cfg.deadline_seconds
         report = CycleReport(started=now)
+        completed = False
         try:
             await self._cycle(report, now, deadline, override_cursors, settings, collect_totals, progress)
+            completed = report.unreachable is None
         except Unreachable as exc:
             report.unreachable = exc.side
             report.failures.append(Failure(exc.side, "*", str(exc)))
         finally:
-            if self._inventory_reads is not None:  # the cycle ended before the inventory was joined
+            if self._inventory_reads is not None and not completed:
+                # The cycle ended before the inventory was joined: its accounts come again in their slot.
                 self._inventory_reads.cancel()
                 self._inventory_reads = None
+        if completed and self._inventory_reads is not None and (wait_for_inventory or self._inventory_reads.done()):
+            await self.join_inventory(report)
+        report.inventory_pending = self._inventory_reads is not None
         report.duration = self.monotonic() - started
         telemetry.CYCLE_DURATION.observe(report.duration)
         telemetry.CYCLES.labels(result="ok" if report.ok else ("failed" if report.unreachable else "partial")).inc()
@@ -261,7 +281,14 @@ class Poller:
             # Control-plane reads run beside the metrics on their own connection slots. They read
             # accounts' deployments and quotas; Foundry projects have neither.
             own = [a for a in accounts if a.type == ACCOUNT_TYPE]
-            self._inventory_reads = asyncio.create_task(self.inventory.read(own, now, deadline))
+            if self._inventory_reads is not None and self._inventory_reads.done():
+                await self.join_inventory(report)  # an earlier cycle's reads, finished since
+            if self._inventory_reads is None:
+                self._inventory_time = now
+                self._inventory_reads = asyncio.create_task(self.inventory.read(own, now, deadline))
+            else:  # still reading an earlier share: this one waits for the next cycle, never piles up
+                log.warning("inventory: an earlier cycle's reads are still running; this cycle's share is read next")
+                self.inventory.defer(own, now)
         if override_cursors is None:
             if self.cursors is None:
                 self.cursors = await self.store.load()
@@ -321,19 +348,20 @@ class Poller:
                 assert self.cursors is not None
                 self.cursors.update(changes)
             report.cursors_advanced = len(changes)
-        await self._join_inventory(report, now)
         stored = report.documents[Outcome.CREATED.value] + report.documents[Outcome.DUPLICATE.value]
         if report.documents[Outcome.RETRYABLE.value] and not stored:
             raise Unreachable("elasticsearch", "Elasticsearch stored none of this cycle's documents")
         if report.failed_accounts and len(report.failed_accounts) == len(accounts) and not stored:
             raise Unreachable("azure", f"no resource could be read from Azure ({len(accounts)} tried)")
 
-    async def _join_inventory(self, report: CycleReport, now: datetime) -> None:
+    async def join_inventory(self, report: CycleReport) -> None:
+        """Wait for the running inventory reads (if any), join them with the usage seen so far and write
+        them, stamped with the time of the cycle that started them; the outcome goes into `report`."""
         reads, self._inventory_reads = self._inventory_reads, None
-        if reads is None or self.inventory is None:
+        if reads is None or self.inventory is None or self._inventory_time is None:
             return
         try:
-            outcome = await self.inventory.write(await reads, now)
+            outcome = await self.inventory.write(await reads, self._inventory_time)
         except Exception as exc:  # the metrics are stored and committed already; report, never raise
             log.exception("inventory failed")
             report.failures.append(Failure("inventory", "*", _one_line(exc)))

@@ -119,6 +119,12 @@ class Inventory:
         # The sink belongs to the caller (it shares the metrics sink's file or client).
         await self._reader.close()
 
+    def defer(self, accounts: Sequence[Account], now: datetime) -> None:
+        """This cycle's share is not read now: read its accounts in the next cycle instead (their quota
+        regions wait for their next slot)."""
+        share, _regions = due(accounts, current_slot(now, self._period, self._slots), self._slots, set())
+        self._again.update(a.key for a in share)
+
     async def read(self, accounts: Sequence[Account], now: datetime, deadline: float) -> Readings:
         """Read this cycle's share; failures are recorded, never raised."""
         slot = current_slot(now, self._period, self._slots)

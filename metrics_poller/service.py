@@ -139,7 +139,8 @@ class Service:
 
     async def cycle(self) -> CycleReport:
         try:
-            report = await self.poller.run_cycle()
+            # Reads of the inventory still running when the metrics are done are joined by the next cycle.
+            report = await self.poller.run_cycle(wait_for_inventory=False)
         except RefusedByConfiguration as exc:
             # Every later cycle would be refused the same way: stop, and let the exit code say why.
             self.health.record_cycle(ok=False)

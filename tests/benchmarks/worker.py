@@ -1,7 +1,8 @@
 """One benchmark run in a fresh process: `python -m tests.benchmarks.worker '<json>'` prints one JSON line.
 
-Kinds: `cycle` (B1, B2, B4: the poller against the simulator in a child process) and `pipeline` (B3:
-Azure response bytes → documents → bulk body, in this process only, timed by CPU).
+Kinds: `cycle` (B1, B2, B4: the poller against the simulator in a child process), `shards` (B2 split
+over `shards` poller processes, one per shard as `shard.count` deploys them, against one simulator) and
+`pipeline` (B3: Azure response bytes → documents → bulk body, in this process only, timed by CPU).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import gc
 import json
 import os
 import resource
+import subprocess
 import sys
 import tempfile
 import time
@@ -60,6 +62,8 @@ def poller_config(params: dict[str, Any], azure: dict[str, Any], es_url: str | N
         data["inventory"] = {"enabled": bool(params["inventory"])}
     if "datasets" in params:
         data["datasets"] = list(params["datasets"])
+    if "shard" in params:
+        data["shard"] = {"index": int(params["shard"]), "count": int(params["shards"])}
     if es_url is not None:
         data["output"] = "elasticsearch"
         data["elasticsearch"] = {"hosts": [es_url]}
@@ -92,9 +96,15 @@ async def _cycle(params: dict[str, Any]) -> dict[str, Any]:
                 svc.reset()
             sim_cpu0 = svc.rusage()["cpu"]
             cpu0, wall0 = time.process_time(), time.perf_counter()
-            # An explicit deadline: the period's own would cut a long backfill (B4) short.
-            report = await poller.run_cycle(now, deadline=time.monotonic() + 3600)
+            # An explicit deadline: the period's own would cut a long backfill (B4) short. As in the
+            # service, the cycle ends once its metrics are stored; inventory reads still running then
+            # are joined afterwards, and how much longer they took is reported apart.
+            report = await poller.run_cycle(now, deadline=time.monotonic() + 3600, wait_for_inventory=False)
             wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+            pending = report.inventory_pending
+            await poller.join_inventory(report)
+            inventory_after = time.perf_counter() - wall0 - wall
+            cpu_after = time.process_time() - cpu0 - cpu
             sim_cpu = svc.rusage()["cpu"] - sim_cpu0
         finally:
             await poller.close()
@@ -116,6 +126,10 @@ async def _cycle(params: dict[str, Any]) -> dict[str, Any]:
         "documents": sum(report.documents.values()),
         "documents_by_outcome": dict(report.documents),
         "documents_by_dataset": dict(report.stored_by_dataset),
+        "inventory_documents": sum(report.inventory_documents.values()),
+        "inventory_pending": pending,
+        "inventory_after": inventory_after,  # seconds from the cycle's end until the inventory was written
+        "cpu_after": cpu_after,
         "es_stored": stored,
         "wall": wall,
         "cpu": cpu,
@@ -124,10 +138,88 @@ async def _cycle(params: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+async def _shard(params: dict[str, Any]) -> dict[str, Any]:
+    """One shard's poller against the parent's simulator: `ready` once built, then one cycle on `go`."""
+    from metrics_poller.runtime import create_poller
+
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = poller_config(params, params["azure"], None, Path(tmp) / "cursors.json")
+        poller = await create_poller(cfg)
+        try:
+            print("ready", flush=True)
+            await asyncio.to_thread(sys.stdin.readline)
+            cpu0, wall0 = time.process_time(), time.perf_counter()
+            now = datetime.fromisoformat(params["now"])
+            report = await poller.run_cycle(now, deadline=time.monotonic() + 3600, wait_for_inventory=False)
+            wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+            await poller.join_inventory(report)
+        finally:
+            await poller.close()
+    return {
+        "ok": report.ok,
+        "failures": [f"{f.scope} {f.target}: {f.reason}" for f in report.failures[:5]],
+        "accounts": report.accounts,
+        "azure_calls": report.azure_calls,
+        "documents": sum(report.documents.values()),
+        "wall": wall,
+        "cpu": cpu,
+        "max_rss_mb": _own_usage()["max_rss_mb"],
+    }
+
+
+def _sharded(params: dict[str, Any]) -> dict[str, Any]:
+    """B2 over `shards` processes: the wall is from the common start to the last shard's end."""
+    from tests.benchmarks.services import Services
+
+    count = int(params["shards"])
+    now = datetime.now(UTC).isoformat()
+    with Services(sim_spec(params)) as svc:
+        children = [
+            subprocess.Popen(
+                [sys.executable, "-m", "tests.benchmarks.worker",
+                 json.dumps({**params, "kind": "shard", "shard": i, "azure": svc.azure, "now": now})],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+            )
+            for i in range(count)
+        ]
+        for child in children:
+            assert child.stdout is not None and child.stdout.readline().strip() == "ready"
+        sim_cpu0 = svc.rusage()["cpu"]
+        wall0 = time.perf_counter()
+        for child in children:
+            assert child.stdin is not None
+            child.stdin.write("go\n")
+            child.stdin.flush()
+        outputs = [child.communicate()[0] for child in children]
+        wall = time.perf_counter() - wall0
+        sim_cpu = svc.rusage()["cpu"] - sim_cpu0
+        calls = svc.calls()
+    shards = [orjson.loads(out.strip().splitlines()[-1]) for out in outputs]
+    return {
+        "ok": all(s["ok"] for s in shards),
+        "failures": [f for s in shards for f in s["failures"]][:5],
+        "shards": count,
+        "accounts": sum(s["accounts"] for s in shards),
+        "azure_calls": sum(s["azure_calls"] for s in shards),
+        "calls_by_route": {route: n for (route, _status), n in calls.items()},
+        "documents": sum(s["documents"] for s in shards),
+        "wall": wall,
+        "cpu": sum(s["cpu"] for s in shards),
+        "sim_cpu": sim_cpu,
+        "max_rss_mb": sum(s["max_rss_mb"] for s in shards),  # both run at once: their sum is the host's peak
+        "shard_rss_mb": [s["max_rss_mb"] for s in shards],
+        "shard_wall": [s["wall"] for s in shards],
+    }
+
+
 def run(params: dict[str, Any]) -> dict[str, Any]:
     kind = params["kind"]
     if kind == "cycle":
         return asyncio.run(_cycle(params))
+    if kind == "shards":
+        return _sharded(params)
+    if kind == "shard":
+        return asyncio.run(_shard(params))
     if kind == "pipeline":
         from tests.benchmarks.pipeline import measure
 

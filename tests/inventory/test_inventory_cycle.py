@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from runtime_support import NOW, one_cycle, parse, poller_config, read_ndjson
 
+from metrics_poller.cycle import CycleReport
 from metrics_poller.inventory_cycle import run_time
 from metrics_poller.runtime import create_poller
 from metrics_poller.simulator import FaultRule, SimSpec, Simulator
@@ -207,3 +208,35 @@ async def test_quota_and_catalogue_refusals_leave_the_deployments_reported(sim: 
     assert all("lifecycle_status" not in d["model"] for d in deployments)
     # Without the catalogue, only what the deployment itself states (or the documented ratio) is used.
     assert {d.get("rate_limit", {}).get("source") for d in deployments} <= {"deployment", "estimated", None}
+
+
+async def test_the_metrics_never_wait_for_the_inventory(sim: Simulator, tmp_path: Path) -> None:
+    """As the service runs cycles: reads still running once the metrics are stored are left running and
+    joined later, stamped with their own cycle's time; while they run, no second share is started."""
+    cfg = parse(poller_config(sim, tmp_path, inventory={"enabled": True, "interval": 300}))
+    sim.faults.add(FaultRule(route="deployments", kind="slow", delay=60))
+    poller = await create_poller(cfg)
+    try:
+        first = await poller.run_cycle(NOW, wait_for_inventory=False)
+        # Every deployment list is held, and none has been answered: the metrics did not wait for them.
+        assert first.ok and first.inventory_pending and sim.call_count("deployments") == 0
+        assert first.cursors_advanced > 0 and "inventory reads go on in the background" in first.summary()
+        held = sim.faults.fired["slow"]
+        assert held > 0
+        second = await poller.run_cycle(NOW + timedelta(minutes=5), wait_for_inventory=False)
+        assert second.ok and second.inventory_pending
+        assert sim.faults.fired["slow"] == held  # the first share is still being read: no second one
+        assert not [d for d in read_ndjson(tmp_path / "out.ndjson") if d["metricset"]["name"] == "deployment"]
+        sim.faults.clear()  # the held lists are answered
+        joined = CycleReport(started=NOW)
+        await poller.join_inventory(joined)
+    finally:
+        await poller.close()
+    assert joined.ok and joined.inventory_accounts == len(openai_ids(sim))
+    docs = [d for d in read_ndjson(tmp_path / "out.ndjson") if d["data_stream"]["dataset"] == "azure.ai_deployment"]
+    # Stamped with the first cycle's time; the usage covers both cycles' windows, seen before the join.
+    end = window_end(NOW, LATENCY, GRAIN)
+    both = (end - timedelta(minutes=5), end + timedelta(minutes=5))
+    expected = expected_deployments(sim, openai_ids(sim), *both, run_time(NOW, 300))
+    result = compare_deployments(expected, docs)
+    assert result.perfect, result.summary()
