@@ -6,10 +6,11 @@ writes atomically (temporary file + fsync + rename), so a crash leaves either th
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
@@ -84,25 +85,36 @@ class FileCursorStore:
         if not changes:
             return
         self._cursors.update(changes)
-        # Hundreds of thousands of cursors share a handful of times: each time is formatted once.
-        texts: dict[datetime, str] = {}
-        cursors: dict[str, str] = {}
-        for (a, d, g), moment in sorted(self._cursors.items()):
-            text = texts.get(moment)
-            if text is None:
-                text = texts[moment] = encode_cursor(moment)
-            cursors[f"{a}|{d}|{g}"] = text
-        payload = orjson.dumps({"version": FILE_VERSION, "cursors": cursors})
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(prefix=".cursors-", dir=self.path.parent)
             with os.fdopen(fd, "wb") as handle:
-                handle.write(payload)
+                for chunk in _encoded(self._cursors):
+                    handle.write(chunk)
                 handle.flush()
                 os.fsync(handle.fileno())
             os.replace(tmp, self.path)
         except OSError as exc:
             raise StateError(f"cannot write cursor file {self.path}: {exc.strerror or exc}") from None
+
+
+def _encoded(cursors: Mapping[CursorKey, datetime], per_chunk: int = 10_000) -> Iterator[bytes]:
+    """The version 2 file in chunks: a whole estate's map is hundreds of thousands of entries, and one
+    encoded copy of it at once was the cycle's peak memory. Each distinct time is formatted once."""
+    texts: dict[datetime, bytes] = {}
+    yield b'{"version":%d,"cursors":{' % FILE_VERSION
+    entries = iter(cursors.items())
+    separator = b""
+    while chunk := list(itertools.islice(entries, per_chunk)):
+        parts = []
+        for (account, dataset, group), moment in chunk:
+            text = texts.get(moment)
+            if text is None:
+                text = texts[moment] = orjson.dumps(encode_cursor(moment))
+            parts.append(orjson.dumps(f"{account}|{dataset}|{group}") + b":" + text)
+        yield separator + b",".join(parts)
+        separator = b","
+    yield b"}}"
 
 
 def _legacy_key(key: str) -> tuple[str, ...]:
