@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from pathlib import Path
 
 import orjson
@@ -64,3 +65,14 @@ async def test_write_after_close_fails(tmp_path: Path) -> None:
 async def test_is_a_sink(tmp_path: Path) -> None:
     sink: Sink = NdjsonSink(str(tmp_path / "x.ndjson"))  # mypy checks the Protocol here
     await sink.close()
+
+
+async def test_a_failed_write_fails_every_batch_written_with_it() -> None:
+    """/dev/full refuses every write (ENOSPC): each caller whose lines were in the failed write is told,
+    none is answered as if its lines were stored."""
+    sink = NdjsonSink("/dev/full")
+    batches = [[document(b * 10 + i) for i in range(10)] for b in range(5)]
+    results = await asyncio.gather(*(sink.write(batch) for batch in batches), return_exceptions=True)
+    assert len(results) == 5 and all(isinstance(r, OSError) for r in results), results
+    with contextlib.suppress(OSError):  # closing flushes what the device still refuses
+        await sink.close()
