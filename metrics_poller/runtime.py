@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import re
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
     from metrics_poller.azure_http import Pacing
 
 log = logging.getLogger(__name__)
+GC_YOUNG_THRESHOLD = 50_000
 
 
 def shard_index(cfg: Config, hostname: str | None = None) -> int | None:
@@ -60,6 +62,9 @@ async def create_poller(
     from metrics_poller.discovery import Discoverer
     from metrics_poller.fetching import Fetcher
 
+    # A cycle allocates millions of short-lived, acyclic objects: at the default threshold (700) the
+    # cyclic collector ran thousands of times a cycle and found nothing, 2 s of CPU at 10,000 accounts.
+    gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
     credential = build_credential(cfg.azure)
     # One ARM read budget and one set of Retry-After holds for every reader, as ARM counts them.
     pacing = Pacing()

@@ -8,6 +8,7 @@ memory is counted in the poller process's `getrusage(RUSAGE_SELF)`. The parent t
 from __future__ import annotations
 
 import contextlib
+import gc
 import multiprocessing
 import resource
 from collections import Counter
@@ -31,6 +32,9 @@ def _serve(conn: Connection, spec_fields: dict[str, Any], with_es: bool) -> None
         # Azure has each account's series before the first query; the simulator builds them on it. Built
         # here, that one-time set-up does not share the poller's cores while a cycle is measured.
         sim.prepare()
+        # And keeps them out of the collector's full passes: scanning that large, static heap stalled
+        # the simulator for a second at a time, starving the poller with it.
+        gc.freeze()
         if with_es:
             es = ElasticsearchServer().start()
         openai = sum(1 for a in sim.accounts if a.kind in ("OpenAI", "AIServices"))

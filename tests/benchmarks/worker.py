@@ -47,7 +47,6 @@ def poller_config(params: dict[str, Any], azure: dict[str, Any], es_url: str | N
     azure = {
         **azure,
         "api": params.get("api", "batch"),
-        "concurrency": int(params.get("concurrency", 16)),
         # No fault is injected: a retry would only hide a bug, so fail fast.
         "retry": {"attempts": 2, "backoff_initial": 0.1, "backoff_max": 1.0},
     }
@@ -62,6 +61,8 @@ def poller_config(params: dict[str, Any], azure: dict[str, Any], es_url: str | N
         data["inventory"] = {"enabled": bool(params["inventory"])}
     if "datasets" in params:
         data["datasets"] = list(params["datasets"])
+    if "concurrency" in params:  # else the product's default
+        azure["concurrency"] = int(params["concurrency"])
     if "shard" in params:
         data["shard"] = {"index": int(params["shard"]), "count": int(params["shards"])}
     if es_url is not None:
