@@ -168,7 +168,7 @@ class Azure(_Strict):
     kinds: list[str] = Field(default_factory=lambda: ["OpenAI", "AIServices"])
     discovery: Literal["arm", "resource_graph"] = "arm"
     api: Literal["auto", "batch", "arm"] = "auto"
-    # Requests and work units in flight; units catching up (an hour-long window each) take half of them.
+    # Requests and work units in flight; units catching up (an hour-long window each) take a quarter.
     concurrency: Annotated[int, Field(ge=1, le=256)] = 32
     top: Annotated[int, Field(ge=1, le=2_147_483_647)] = 1000
     top_cap: Annotated[int, Field(ge=1, le=2_147_483_647)] = 100_000

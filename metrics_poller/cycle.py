@@ -320,11 +320,12 @@ class Poller:
         # would put its own copy of the ~150-character key into `changes` and from there into the
         # cursor maps, which live as long as the process: one shared string per account instead.
         shared_keys: dict[str, str] = {}
-        # Round trips, not CPU, bound a cycle's pace, so it keeps `azure.concurrency` units in flight.
-        # Memory is the units' buckets in flight: a unit catching up holds an hour-long window, twelve
-        # times a cycle's, so those take at most half the slots (BENCHMARKS.md B4: catch-up memory).
+        # Round trips bound a cycle's pace, so it keeps `azure.concurrency` units in flight. Memory is the
+        # units' buckets in flight: a unit catching up holds an hour-long window, twelve times a cycle's,
+        # and a catch-up is bound by CPU, not round trips: those take at most a quarter of the slots
+        # (BENCHMARKS.md B4: catch-up memory and time).
         limit = asyncio.Semaphore(max(2, self.cfg.azure.concurrency))
-        catching_up = asyncio.Semaphore(max(1, self.cfg.azure.concurrency // 2))
+        catching_up = asyncio.Semaphore(max(1, self.cfg.azure.concurrency // 4))
         period = timedelta(seconds=self.cfg.period)
         done = 0
 

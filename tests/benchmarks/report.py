@@ -27,9 +27,10 @@ STATIC = """
   (subscription, region) = 1,008 OpenAI/AIServices accounts (plus 12 other Cognitive Services accounts
   that discovery filters out); "10,000" is 834 per pair = 10,008.
 - One cycle = the first cycle of a fresh poller (discovery and metric definitions included): one
-  5-minute window of all 13 metric groups at PT1M, `azure.concurrency` 16 (the default).
+  5-minute window of every request group of the selected datasets at PT1M, the product's defaults
+  (`azure.concurrency` 32; units catching up take at most 16 of those slots).
 - Figures are medians of the runs listed; raw per-run values are in `.bench/results.json`.
-- `make bench` takes about half an hour on this machine (B4's three catch-ups about 17 min of it);
+- `make bench` takes about 45 minutes (B4's three catch-ups about 28 min of it);
   `make bench-quick` is a 20-second smoke run on tiny estates without latency. It leaves this file
   and the results alone; `make test` runs it too (`tests/deploy/test_benchmark_harness.py`).
 """
@@ -136,16 +137,17 @@ Effect on whole cycles (same machine; the tables above have the figures after th
 ### B4: what its time and memory are
 
 The catch-up plans 24 one-hour windows per unit (`backfill_step` 3600 s), and its Azure calls equal the
-floor exactly: 24 × Σ ceil(n/50) × 13 = 7,488. Its time is the documents. 24 h of PT1M data is 288
-cycles' worth, 30.7 M documents at 1,008 accounts, at about 10 µs of poller CPU each. The simulator
-works on the other core, so wall ≈ CPU.
+floor exactly: with the default datasets' 20 request groups, 24 × Σ ceil(n/50) × 20 = 11,520. Its time is
+the documents: 24 h of PT1M data is 288 cycles' worth, 51.5 M documents at 1,008 accounts, at about 10 µs
+of poller CPU each. The simulator works on the other core, so wall ≈ CPU.
 
-Peak RSS is set by the units in flight. `azure.concurrency` (16) units each hold the decoded responses
-of one hour-window: up to 50 accounts × 60 buckets × all series of a metric group, until they are
-shaped and written. Memory can be traded for catch-up speed. One run with `azure.concurrency: 8`
-(worker parameter `"concurrency": 8`) peaked at 384 MB instead of 543 MB. It took 343 s instead of
-314 s, and another job shared the machine during that run. A smaller `backfill_step` shrinks each
-window the same way.
+Peak RSS is set by the units catching up in flight, each holding the decoded responses of one hour-window
+(up to 50 accounts × 60 buckets × all series of a metric group) until they are shaped and written: about
+32 MB each over a base of about 260 MB. They take at most a quarter of `azure.concurrency` (8 at the
+default 32). Measured on the Intel machine of the top section, one run each: 8 units peaked at 516 MB in
+549 s, 16 units at 772 MB in 552 s. A catch-up is bound by CPU, so more units only cost memory; a smaller
+`backfill_step` shrinks each window the same way. (Before the Foundry "Models" metrics became a default
+dataset, 13 groups, 30.7 M documents and 16 units peaked at 543 MB in 314 s on another machine.)
 """
 
 

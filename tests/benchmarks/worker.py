@@ -82,7 +82,7 @@ async def _cycle(params: dict[str, Any]) -> dict[str, Any]:
     outage = float(params.get("outage_hours", 0))
     with Services(spec, elasticsearch=params.get("sink") == "es") as svc, tempfile.TemporaryDirectory() as tmp:
         cfg = poller_config(params, svc.azure, svc.es_url, Path(tmp) / "cursors.json")
-        now = datetime.now(UTC)
+        now = datetime.fromisoformat(params["now"]) if "now" in params else datetime.now(UTC)
         poller = await create_poller(cfg)
         try:
             if outage:
@@ -173,7 +173,7 @@ def _sharded(params: dict[str, Any]) -> dict[str, Any]:
     from tests.benchmarks.services import Services
 
     count = int(params["shards"])
-    now = datetime.now(UTC).isoformat()
+    now = params.get("now") or datetime.now(UTC).isoformat()
     with Services(sim_spec(params)) as svc:
         children = [
             subprocess.Popen(

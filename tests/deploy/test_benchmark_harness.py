@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 
@@ -36,3 +37,30 @@ def test_quick_run_measures_all_four_and_writes_the_report(repo: Path, tmp_path:
     text = report.read_text()
     for heading in ("## B1 API cost", "## B2 Cycle", "## B3 Throughput", "## B4 Catch-up", "## Machine"):
         assert heading in text
+
+
+def test_a_sharded_cycle_covers_every_account_once(repo: Path) -> None:
+    """The `shards` measurement: `shard.count` poller processes against one simulator poll every account
+    exactly once between them and store every document of a single process's cycle."""
+    now = datetime.now(UTC).isoformat()  # one window for both measurements
+    estate = {"subscriptions": 1, "regions": ["eastus", "westeurope"], "accounts_per_region": 6, "latency": 0}
+    estate["now"] = now
+
+    def measure(params: dict[str, object]) -> dict[str, object]:
+        done = subprocess.run(
+            [sys.executable, "-m", "tests.benchmarks.worker", json.dumps({**estate, **params})],
+            cwd=repo,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+        result: dict[str, object] = json.loads(done.stdout.strip().splitlines()[-1])
+        assert result["ok"], result["failures"]
+        return result
+
+    single = measure({"kind": "cycle", "inventory": False})
+    sharded = measure({"kind": "shards", "shards": 2, "inventory": False})
+    assert sharded["accounts"] == single["accounts"] == 12
+    assert sharded["documents"] == single["documents"]
+    assert len(sharded["shard_wall"]) == 2  # type: ignore[arg-type]
